@@ -1,0 +1,1 @@
+"""Headless core: model, inference, geometry. Imports neither napari nor Qt."""

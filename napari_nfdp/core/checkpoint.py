@@ -1,0 +1,199 @@
+"""Self-describing model checkpoints: config, landmark names, weights, provenance, metrics."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import napari_nfdp
+from napari_nfdp.core import preprocess
+from napari_nfdp.core.network import LandmarkNet, ModelConfig
+
+FORMAT_TAG = "napari-nfdp-checkpoint"
+FORMAT_VERSION = 1
+DEFAULT_MODEL_PATH: Path = Path(__file__).resolve().parent.parent / "models" / "spine_default.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, with a message saying why."""
+
+
+def normalisation_description(config: ModelConfig) -> dict[str, Any]:
+    """How images must be preprocessed for a model (stored in every checkpoint)."""
+    return {
+        "grey": "BT.709 luminance of colour images",
+        "intensity": "percentile",
+        "low_percentile": preprocess.LOW_PERCENTILE,
+        "high_percentile": preprocess.HIGH_PERCENTILE,
+        "range": [-0.5, 0.5],
+        "pad_value": preprocess.PAD_VALUE,
+        "fit": "uniform scale, centred",
+        "fit_fraction": config.fit_fraction,
+        "coordinates": "(row, col), r_in / H_in - 0.5",
+    }
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint; ``model_state`` tensors are float32 on the CPU."""
+
+    config: ModelConfig
+    landmark_names: tuple[str, ...]
+    model_state: dict[str, torch.Tensor]
+    flow_state: dict[str, Any] | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def build_model(self) -> LandmarkNet:
+        """A float32 LandmarkNet with the stored weights, in eval mode."""
+        model = LandmarkNet(self.config)
+        try:
+            model.load_state_dict(self.model_state, strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(f"weights do not fit the model config: {error}") from error
+        return model.float().eval()
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Convert numpy / Path values to types that ``torch.load(weights_only=True)`` accepts."""
+    if value is None or isinstance(value, bool | int | float | str | torch.Tensor):
+        return value
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise TypeError(f"cannot store {type(value).__name__} at {where} in a checkpoint")
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: LandmarkNet,
+    *,
+    landmark_names: Sequence[str],
+    flow_state: dict | None = None,
+    training: dict | None = None,
+    metrics: dict | None = None,
+    half: bool = False,
+) -> Path:
+    """Write a checkpoint atomically (temporary file + rename); returns the path.
+
+    ``half=True`` stores floating-point weights as float16 (loading gives float32 again).
+    """
+    path = Path(path)
+    names = tuple(str(name) for name in landmark_names)
+    if len(names) != model.config.num_landmarks:
+        raise ValueError(
+            f"{len(names)} landmark names for a model with {model.config.num_landmarks} landmarks"
+        )
+    state = {}
+    for key, tensor in model.state_dict().items():
+        tensor = tensor.detach().to("cpu", copy=True)
+        state[key] = tensor.half() if half and tensor.is_floating_point() else tensor
+    payload = {
+        "format": FORMAT_TAG,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "landmark_names": list(names),
+        "normalisation": normalisation_description(model.config),
+        "model_state": state,
+        "flow_state": _plain(flow_state, "flow_state"),
+        "training": _plain(training or {}, "training"),
+        "metrics": _plain(metrics or {}, "metrics"),
+        "code_version": napari_nfdp.__version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "half": bool(half),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(payload, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _check_state_fits(state: dict[str, Any], config: ModelConfig) -> None:
+    with torch.device("meta"):
+        expected = LandmarkNet(config).state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            "weights do not fit the model config "
+            f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''})"
+        )
+    for key, tensor in expected.items():
+        if not isinstance(state[key], torch.Tensor) or state[key].shape != tensor.shape:
+            shape = getattr(state[key], "shape", type(state[key]).__name__)
+            raise CheckpointError(
+                f"weights do not fit the model config: {key} is {shape}, expected {tensor.shape}"
+            )
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and validate a checkpoint; every problem raises CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for unreadable files
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (corrupt or not a checkpoint file): {error}"
+        ) from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_TAG:
+        raise CheckpointError(f"{path} is not a napari-nfdp checkpoint")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version!r}; this napari-nfdp "
+            f"({napari_nfdp.__version__}) reads version {FORMAT_VERSION}"
+        )
+    try:
+        config = ModelConfig.from_dict(payload.get("config"))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path} has an invalid model config: {error}") from error
+    names = payload.get("landmark_names")
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path} has no valid list of landmark names")
+    if len(names) != config.num_landmarks:
+        raise CheckpointError(
+            f"{path} names {len(names)} landmarks but its model predicts {config.num_landmarks}"
+        )
+    state = payload.get("model_state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds no model weights")
+    _check_state_fits(state, config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    flow_state = payload.get("flow_state")
+    if flow_state is not None and not isinstance(flow_state, dict):
+        raise CheckpointError(f"{path} has an invalid flow state")
+    meta_keys = ("normalisation", "code_version", "created", "half", "format_version")
+    return Checkpoint(
+        config=config,
+        landmark_names=tuple(names),
+        model_state=state,
+        flow_state=flow_state,
+        training=dict(payload.get("training") or {}),
+        metrics=dict(payload.get("metrics") or {}),
+        meta={key: payload.get(key) for key in meta_keys},
+    )

@@ -1,0 +1,100 @@
+"""Localizer: image -> landmarks (row, col) and their uncertainty, in image pixels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_nfdp.core.checkpoint import (
+    DEFAULT_MODEL_PATH,
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+)
+from napari_nfdp.core.network import ModelConfig
+from napari_nfdp.core.preprocess import apply_affine, prepare_input
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Landmarks and sigma, both (K, 2) float64 (row, col) in image pixels."""
+
+    landmarks: np.ndarray
+    sigma: np.ndarray
+    landmark_names: tuple[str, ...]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` -> CUDA when available, else CPU; a requested CUDA device must exist."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} was requested but CUDA is not available")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device {device!r} was requested but MPS is not available")
+    return resolved
+
+
+class Localizer:
+    """A loaded model ready to predict; build it with :meth:`load`."""
+
+    def __init__(self, checkpoint: Checkpoint, device: torch.device) -> None:
+        self.checkpoint = checkpoint
+        self.config: ModelConfig = checkpoint.config
+        self.landmark_names: tuple[str, ...] = checkpoint.landmark_names
+        self.device = device
+        self.model = checkpoint.build_model().to(device)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str | None = None) -> Localizer:
+        """Load a checkpoint (the bundled spine model when ``path`` is None)."""
+        if path is None:
+            if not DEFAULT_MODEL_PATH.is_file():
+                raise CheckpointError(
+                    f"the bundled model is missing ({DEFAULT_MODEL_PATH}); "
+                    "reinstall napari-nfdp or pass the path of a checkpoint"
+                )
+            path = DEFAULT_MODEL_PATH
+        return cls(load_checkpoint(path), resolve_device(device))
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """Landmarks of one image (2-D grey or (H, W, 3|4) colour, any dtype)."""
+        return self.predict_batch([image], batch_size=1)[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[Prediction]:
+        """Landmarks of several images, run through the network in chunks of ``batch_size``."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        predictions: list[Prediction] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            prepared = [
+                prepare_input(image, self.config.input_size, self.config.fit_fraction)
+                for image in chunk
+            ]
+            batch = torch.from_numpy(np.stack([inputs for inputs, _ in prepared]))[:, None]
+            with torch.inference_mode():
+                mu, sigma = self.model(batch.to(self.device))
+            mu_np = mu.double().cpu().numpy()
+            sigma_np = sigma.double().cpu().numpy()
+            predictions.extend(
+                self._to_image(m, s, fit)
+                for m, s, (_, fit) in zip(mu_np, sigma_np, prepared, strict=True)
+            )
+        return predictions
+
+    def _to_image(self, mu: np.ndarray, sigma: np.ndarray, fit: np.ndarray) -> Prediction:
+        input_size = np.asarray(self.config.input_size, dtype=np.float64)
+        input_points = (mu + 0.5) * input_size
+        landmarks = apply_affine(np.linalg.inv(fit), input_points)
+        scale = fit[0, 0]
+        sigma_px = np.maximum(sigma, np.finfo(np.float32).tiny) * input_size / scale
+        return Prediction(landmarks, sigma_px, self.landmark_names)

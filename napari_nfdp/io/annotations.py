@@ -1,0 +1,227 @@
+"""Landmark annotations: one JSON sidecar per image, written atomically, and CSV export.
+
+A sidecar ``<image file name>.nfdp.json`` lives next to the image or in an annotation folder::
+
+    {"format": "napari-nfdp-annotation", "version": 1,
+     "image_name": "film.png", "image_shape": [H, W],
+     "landmark_names": [...K names...],
+     "points": [[row, col], [null, null], ...],      # image pixels; null = missing / not visible
+     "source": ["model" | "human", ...],             # who placed each point
+     "sigma": [[row, col], ...] | null,              # model uncertainty in image pixels
+     "spacing": [row_mm, col_mm] | null, "model": "checkpoint id" | null,
+     "updated": "ISO 8601 time"}
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+FORMAT_TAG = "napari-nfdp-annotation"
+FORMAT_VERSION = 1
+SIDECAR_SUFFIX = ".nfdp.json"
+SOURCES: tuple[str, ...] = ("model", "human")
+CSV_COLUMNS: tuple[str, ...] = ("image", "landmark", "row", "col", "source")
+_REQUIRED = ("image_name", "image_shape", "landmark_names", "points", "source")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Annotation:
+    """The landmarks of one image, in (row, col) image pixels; NaN rows are missing points."""
+
+    image_name: str
+    image_shape: tuple[int, int]
+    landmark_names: tuple[str, ...]
+    points: np.ndarray
+    source: list[str]
+    sigma: np.ndarray | None = None
+    spacing: tuple[float, float] | None = None
+    model: str | None = None
+    updated: str = field(default_factory=_now)
+
+    def __post_init__(self) -> None:
+        self.image_shape = tuple(int(n) for n in self.image_shape)
+        if len(self.image_shape) != 2 or min(self.image_shape) < 1:
+            raise ValueError(f"image_shape must be (H, W) > 0, got {self.image_shape}")
+        self.landmark_names = tuple(str(n) for n in self.landmark_names)
+        k = len(self.landmark_names)
+        self.points = _points_array(self.points, k, "points")
+        if self.sigma is not None:
+            self.sigma = _points_array(self.sigma, k, "sigma")
+        self.source = [str(s) for s in self.source]
+        if len(self.source) != k:
+            raise ValueError(f"source has {len(self.source)} entries for {k} landmarks")
+        unknown = sorted(set(self.source) - set(SOURCES))
+        if unknown:
+            raise ValueError(f"unknown point source(s) {unknown}; expected one of {SOURCES}")
+        if self.spacing is not None:
+            self.spacing = tuple(float(s) for s in self.spacing)
+            if len(self.spacing) != 2 or not all(math.isfinite(s) and s > 0 for s in self.spacing):
+                raise ValueError(f"spacing must be two positive numbers, got {self.spacing}")
+
+
+def _points_array(values: Any, k: int, what: str) -> np.ndarray:
+    try:
+        array = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must be numbers (or null), {exc}") from exc
+    if k == 0 and array.size == 0:
+        array = array.reshape(0, 2)
+    if array.shape != (k, 2):
+        raise ValueError(f"{what} must have shape ({k}, 2) for {k} landmarks, got {array.shape}")
+    if np.isinf(array).any():
+        raise ValueError(f"{what} holds infinite values")
+    return array
+
+
+def sidecar_path(image_path: str | Path, folder: str | Path | None = None) -> Path:
+    """The sidecar of an image: ``<image name>.nfdp.json`` next to it, or in ``folder``."""
+    image_path = Path(image_path)
+    parent = Path(folder) if folder is not None else image_path.parent
+    return parent / (image_path.name + SIDECAR_SUFFIX)
+
+
+def _pairs(array: np.ndarray | None) -> list[list[float | None]] | None:
+    if array is None:
+        return None
+    return [[None if math.isnan(v) else float(v) for v in row] for row in array.tolist()]
+
+
+def annotation_to_dict(ann: Annotation) -> dict[str, Any]:
+    """The JSON-ready dictionary of the sidecar format (NaN -> null)."""
+    return {
+        "format": FORMAT_TAG,
+        "version": FORMAT_VERSION,
+        "image_name": ann.image_name,
+        "image_shape": list(ann.image_shape),
+        "landmark_names": list(ann.landmark_names),
+        "points": _pairs(ann.points),
+        "source": list(ann.source),
+        "sigma": _pairs(ann.sigma),
+        "spacing": None if ann.spacing is None else list(ann.spacing),
+        "model": ann.model,
+        "updated": ann.updated,
+    }
+
+
+def annotation_from_dict(data: Any) -> Annotation:
+    """Validate a decoded sidecar and build its :class:`Annotation` (ValueError if malformed)."""
+    if not isinstance(data, dict):
+        raise ValueError("the file is not a JSON object")
+    if data.get("format") != FORMAT_TAG:
+        raise ValueError(f"not a napari-nfdp annotation (format {data.get('format')!r})")
+    if data.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"unsupported annotation version {data.get('version')!r} (this code reads "
+            f"version {FORMAT_VERSION}; a newer napari-nfdp may have written it)"
+        )
+    missing = [key for key in _REQUIRED if key not in data]
+    if missing:
+        raise ValueError(f"missing field(s) {missing}")
+    names = data["landmark_names"]
+    points = data["points"]
+    if not isinstance(names, list) or not isinstance(points, list):
+        raise ValueError("landmark_names and points must be lists")
+    try:
+        return Annotation(
+            image_name=str(data["image_name"]),
+            image_shape=tuple(data["image_shape"]),
+            landmark_names=tuple(names),
+            points=_nulls_to_nan(points),
+            source=data["source"],
+            sigma=None if data.get("sigma") is None else _nulls_to_nan(data["sigma"]),
+            spacing=None if data.get("spacing") is None else tuple(data["spacing"]),
+            model=None if data.get("model") is None else str(data["model"]),
+            updated=str(data.get("updated", "")),
+        )
+    except TypeError as exc:
+        raise ValueError(f"malformed field ({exc})") from exc
+
+
+def _nulls_to_nan(rows: Any) -> list[Any]:
+    if not isinstance(rows, list):
+        raise ValueError(f"expected a list of [row, col] pairs, got {type(rows).__name__}")
+    return [
+        [math.nan if v is None else v for v in row] if isinstance(row, list) else row
+        for row in rows
+    ]
+
+
+def write_annotation(path: str | Path, ann: Annotation) -> Path:
+    """Write a sidecar atomically: a failed write leaves any previous file untouched."""
+    payload = annotation_to_dict(ann)
+    return _atomic_write(
+        path, lambda fh: json.dump(payload, fh, indent=1, allow_nan=False), newline="\n"
+    )
+
+
+def read_annotation(path: str | Path) -> Annotation:
+    """Read and validate a sidecar; a bad file raises ValueError naming it."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path.name}: not a readable annotation file ({exc})") from exc
+    try:
+        return annotation_from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"{path.name}: {exc}") from exc
+
+
+def export_landmarks_csv(path: str | Path, rows: Iterable[Annotation]) -> Path:
+    """Write one CSV line per landmark: image, landmark, row, col, source (missing: empty cells)."""
+
+    def write(fh: IO[str]) -> None:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for ann in rows:
+            for name, (r, c), source in zip(
+                ann.landmark_names, ann.points, ann.source, strict=True
+            ):
+                present = not (math.isnan(r) or math.isnan(c))
+                writer.writerow(
+                    [
+                        ann.image_name,
+                        name,
+                        f"{r:.3f}" if present else "",
+                        f"{c:.3f}" if present else "",
+                        source,
+                    ]
+                )
+
+    return _atomic_write(path, write, newline="")
+
+
+def _atomic_write(path: str | Path, write: Callable[[IO[str]], None], newline: str | None) -> Path:
+    """Call ``write`` on a temporary text file in the target folder, then move it into place."""
+    path = Path(path)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path

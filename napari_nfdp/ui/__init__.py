@@ -1,0 +1,1 @@
+"""napari and Qt live only here."""

@@ -1,0 +1,195 @@
+"""Command line: ``python -m training fit|finetune|evaluate|synth``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from training.augment import AugmentConfig
+
+
+def _print_progress(event: dict[str, Any]) -> None:
+    kind = event.get("event")
+    if kind == "start":
+        print(f"run {event['run_id']}: {event['epochs']} epochs x {event['steps_per_epoch']} steps")
+    elif kind == "baseline":
+        print(f"before fine-tuning: validation MRE {event['val_mre_pct']:.3f} % of height")
+    elif kind == "epoch":
+        flag = " *" if event["best"] else ""
+        print(
+            f"epoch {event['epoch']:>4}/{event['epochs']}  loss {event['loss']:9.3f}  "
+            f"val MRE {event['val_mre_pct']:7.3f} % of height  lr {event['lr']:.2e}  "
+            f"{event['seconds']:6.1f} s{flag}",
+            flush=True,
+        )
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)"
+    )
+
+
+def _cmd_fit(args: argparse.Namespace) -> None:
+    from training.fit import fit
+    from training.loop import TrainConfig
+
+    cfg = TrainConfig(
+        variant=args.variant,
+        loss=args.loss,
+        input_size=tuple(args.input_size),
+        fit_fraction=args.fit_fraction,
+        pyramid_fusion=args.pyramid_fusion,
+        epochs=args.epochs or 100,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        amp=not args.no_amp,
+        device=args.device,
+        num_workers=args.workers,
+        augment=AugmentConfig() if not args.no_augment else AugmentConfig.disabled(),
+    )
+    best = fit(
+        args.data,
+        args.out,
+        cfg,
+        val_data=args.val_data,
+        val_fraction=args.val_fraction,
+        limit=args.limit,
+        max_side=args.max_side,
+        backbone_weights=args.backbone_weights,
+        resume=args.resume,
+        progress=_print_progress,
+    )
+    print(f"best checkpoint: {best}")
+
+
+def _cmd_finetune(args: argparse.Namespace) -> None:
+    from training.datasets import open_dataset
+    from training.finetune import finetune
+
+    samples = [s.load(max_side=None) for s in open_dataset(args.data, split=args.split)]
+    best = finetune(
+        args.checkpoint,
+        [s.image for s in samples],
+        [s.landmarks for s in samples],
+        args.out,
+        epochs=args.epochs,
+        progress=_print_progress,
+        replay=args.replay,
+        seed=args.seed,
+        device=args.device,
+    )
+    print(f"fine-tuned checkpoint: {best}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from training.evaluate import evaluate, format_table, write_report
+
+    report = evaluate(
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        radii=args.radii,
+        device=args.device,
+        limit=args.limit,
+    )
+    print(format_table(report["summary"]))
+    out = write_report(report, args.json or Path(args.data) / f"evaluation-{args.split}.json")
+    print(f"report: {out}")
+
+
+def _cmd_synth(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from napari_nfdp.core.synthetic import synthesize_spine
+    from training.datasets import write_aasce
+
+    def cases():
+        for i in tqdm(range(args.n), desc="synth", disable=not sys.stderr.isatty()):
+            case = synthesize_spine(args.seed + i)
+            yield f"synth-{args.seed + i:06d}", case.image, case.landmarks
+
+    paths = write_aasce(args.out, args.split, cases(), ext=args.ext)
+    print(json.dumps({"written": len(paths), "out": str(args.out), "split": args.split}))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m training``."""
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fit = sub.add_parser("fit", help="train a model from scratch on a dataset folder")
+    fit.add_argument(
+        "--data", required=True, help="dataset folder (AASCE, ISBI 2015, hand, sidecars)"
+    )
+    fit.add_argument("--out", required=True, help="run folder (checkpoints, log, config)")
+    fit.add_argument("--variant", choices=("regression", "heatmap"), default="regression")
+    fit.add_argument("--loss", choices=("nfdp", "l1", "l2", "flow"), default="nfdp")
+    fit.add_argument("--input-size", type=int, nargs=2, default=(512, 256), metavar=("H", "W"))
+    fit.add_argument("--fit-fraction", type=float, default=0.9)
+    fit.add_argument("--pyramid-fusion", action="store_true")
+    fit.add_argument("--batch-size", type=int, default=8)
+    fit.add_argument("--lr", type=float, default=None)
+    fit.add_argument("--val-data", default=None, help="separate validation dataset folder")
+    fit.add_argument("--val-fraction", type=float, default=0.1)
+    fit.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    fit.add_argument("--max-side", type=int, default=1024)
+    fit.add_argument("--backbone-weights", default=None, help="torchvision ResNet-18 state dict")
+    fit.add_argument("--resume", action="store_true")
+    fit.add_argument("--no-amp", action="store_true")
+    fit.add_argument("--no-augment", action="store_true")
+    fit.add_argument("--workers", type=int, default=0)
+    _add_train_options(fit)
+    fit.set_defaults(func=_cmd_fit)
+
+    ft = sub.add_parser("finetune", help="refit a checkpoint on corrected annotations")
+    ft.add_argument("--checkpoint", default=None, help="base checkpoint (default: bundled model)")
+    ft.add_argument("--data", required=True)
+    ft.add_argument("--split", default="training")
+    ft.add_argument("--out", required=True)
+    ft.add_argument("--replay", type=int, default=0, help="synthetic replay cases")
+    _add_train_options(ft)
+    ft.set_defaults(func=_cmd_finetune)
+
+    ev = sub.add_parser("evaluate", help="MRE, SDR, Cobb SMAPE of a checkpoint on a split")
+    ev.add_argument("--checkpoint", default=None, help="checkpoint (default: bundled model)")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--radii", type=float, nargs="+", default=None)
+    ev.add_argument(
+        "--json", default=None, help="report path (default: DATA/evaluation-SPLIT.json)"
+    )
+    ev.add_argument("--limit", type=int, default=None)
+    ev.add_argument("--device", default=None)
+    ev.set_defaults(func=_cmd_evaluate)
+
+    syn = sub.add_parser("synth", help="write synthetic spine radiographs in the AASCE layout")
+    syn.add_argument("--n", type=int, required=True)
+    syn.add_argument("--out", required=True)
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--split", default="training")
+    syn.add_argument("--ext", choices=("jpg", "png"), default="jpg")
+    syn.set_defaults(func=_cmd_synth)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Training from scratch on a dataset folder (``python -m training fit``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from napari_nfdp.core.schema import default_landmark_names
+from training.datasets import Sample, SampleSource, open_dataset
+from training.loop import ProgressFn, TrainConfig, train
+
+DEFAULT_MAX_SIDE = 1024  # images are kept in memory at most this large (2x the input)
+
+
+def split_validation(
+    sources: Sequence[SampleSource], fraction: float, seed: int
+) -> tuple[list[SampleSource], list[SampleSource]]:
+    """Seeded split of ``sources`` into (train, validation); at least one of each when possible."""
+    n = len(sources)
+    n_val = min(n - 1, max(1, round(n * fraction))) if n > 1 and fraction > 0 else 0
+    order = np.random.default_rng(seed).permutation(n)
+    val = set(order[:n_val].tolist())
+    return (
+        [s for i, s in enumerate(sources) if i not in val],
+        [s for i, s in enumerate(sources) if i in val],
+    )
+
+
+def load_samples(sources: Sequence[SampleSource], max_side: int | None) -> list[Sample]:
+    """Read every source into memory, reduced so its long side is at most ``max_side``."""
+    return [source.load(max_side=max_side) for source in sources]
+
+
+def fit(
+    data: str | Path,
+    out: str | Path,
+    cfg: TrainConfig | None = None,
+    *,
+    val_data: str | Path | None = None,
+    val_fraction: float = 0.1,
+    limit: int | None = None,
+    max_side: int = DEFAULT_MAX_SIDE,
+    backbone_weights: str | Path | None = None,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Train a model on the training split of ``data``; return the best checkpoint.
+
+    The validation set is ``val_data`` (its validation split), else the ``validation``
+    split of ``data`` when it has one, else a seeded ``val_fraction`` of the training
+    images. The test split is never read here.
+    """
+    cfg = cfg or TrainConfig()
+    sources = list(open_dataset(data, split="training"))
+    if limit is not None:
+        sources = sources[:limit]
+    if val_data is not None:
+        val_sources = list(open_dataset(val_data, split="validation"))
+    else:
+        try:
+            val_sources = list(open_dataset(data, split="validation"))
+        except FileNotFoundError:
+            val_sources = []
+        if not val_sources:
+            sources, val_sources = split_validation(sources, val_fraction, cfg.seed)
+    if not sources:
+        raise ValueError(f"no training images found in {data}")
+    train_samples = load_samples(sources, max_side)
+    val_samples = load_samples(val_sources, max_side)
+    k = train_samples[0].landmarks.shape[0]
+    summary = {
+        "source": str(data),
+        "train_images": len(train_samples),
+        "val_images": len(val_samples),
+        "train_names": [s.name for s in train_samples][:1000],
+    }
+    return train(
+        cfg,
+        train_samples,
+        val_samples,
+        out,
+        landmark_names=default_landmark_names(k),
+        backbone_weights=backbone_weights,
+        resume=resume,
+        data_summary=summary,
+        progress=progress,
+    )
