@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -54,6 +53,7 @@ def detect(
     """
     from tqdm import tqdm
 
+    from napari_nfdp.core.atomic import atomic_write
     from napari_nfdp.core.cobb import CobbError, cobb_angles
     from napari_nfdp.core.localizer import Localizer
     from napari_nfdp.core.schema import vertebra_range
@@ -62,46 +62,41 @@ def detect(
 
     files = list(iter_image_paths(paths))
     loc = Localizer.load(checkpoint, device=device)
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
     if overlays is not None:
         Path(overlays).mkdir(parents=True, exist_ok=True)
     failures = 0
-    tmp = out_csv.with_name(out_csv.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(_header(loc.landmark_names))
-        for path in tqdm(files, desc="detect", unit="image", disable=not progress):
-            row: list[object] = [str(path)]
+    table: list[list[object]] = [_header(loc.landmark_names)]
+    for path in tqdm(files, desc="detect", unit="image", disable=not progress):
+        row: list[object] = [str(path)]
+        try:
+            image, _ = read_image(path)
+            pred = loc.predict(image)
+        except (ValueError, OSError) as exc:
+            failures += 1
+            table.append([*row, f"error: {exc}"])
+            continue
+        cobb, status = None, "ok"
+        if len(loc.landmark_names) == 68:
             try:
-                image, _ = read_image(path)
-                pred = loc.predict(image)
-            except (ValueError, OSError) as exc:
-                failures += 1
-                writer.writerow([*row, f"error: {exc}"])
-                continue
-            cobb, status = None, "ok"
-            if len(loc.landmark_names) == 68:
-                try:
-                    cobb = cobb_angles(pred.landmarks, image.shape[0])
-                except CobbError as exc:
-                    status = f"no Cobb angles: {exc}"
-            row += [status, image.shape[0], image.shape[1], cobb.curve_type if cobb else ""]
-            for name in ("PT", "MT", "TL"):
-                if cobb is None:
-                    row += ["", ""]
-                else:
-                    curve = cobb.curve(name)
-                    row += [f"{curve.angle:.2f}", vertebra_range(curve.upper, curve.lower)]
-            sigma = pred.sigma.mean(axis=1)
-            for (r, c), s in zip(pred.landmarks, sigma, strict=True):
-                row += [f"{r:.2f}", f"{c:.2f}", f"{s:.2f}"]
-            writer.writerow(row)
-            if overlays is not None:
-                uncertain = sigma > SIGMA_REVIEW_FACTOR * np.median(sigma)
-                picture = render_overlay(image, pred.landmarks, cobb, uncertain)
-                write_image(Path(overlays) / f"{path.stem}_nfdp.png", picture)
-    os.replace(tmp, out_csv)
+                cobb = cobb_angles(pred.landmarks, image.shape[0])
+            except CobbError as exc:
+                status = f"no Cobb angles: {exc}"
+        row += [status, image.shape[0], image.shape[1], cobb.curve_type if cobb else ""]
+        for name in ("PT", "MT", "TL"):
+            if cobb is None:
+                row += ["", ""]
+            else:
+                curve = cobb.curve(name)
+                row += [f"{curve.angle:.2f}", vertebra_range(curve.upper, curve.lower)]
+        sigma = pred.sigma.mean(axis=1)
+        for (r, c), s in zip(pred.landmarks, sigma, strict=True):
+            row += [f"{r:.2f}", f"{c:.2f}", f"{s:.2f}"]
+        table.append(row)
+        if overlays is not None:
+            uncertain = sigma > SIGMA_REVIEW_FACTOR * np.median(sigma)
+            picture = render_overlay(image, pred.landmarks, cobb, uncertain)
+            write_image(Path(overlays) / f"{path.stem}_nfdp.png", picture)
+    atomic_write(out_csv, lambda handle: csv.writer(handle).writerows(table), text=True)
     return failures
 
 

@@ -32,3 +32,19 @@ def small_samples() -> list[Sample]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, small_samples):
+    """A real (tiny, briefly trained) spine model checkpoint, trained once per session."""
+    from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
+    from training.augment import AugmentConfig
+    from training.loop import TrainConfig, train
+
+    cfg = TrainConfig(
+        input_size=TINY_INPUT, batch_size=4, epochs=8, lr=2e-3, augment=AugmentConfig.disabled()
+    )
+    out = tmp_path_factory.mktemp("tiny_model")
+    return train(
+        cfg, small_samples[:4], small_samples[4:], out, landmark_names=SPINE_LANDMARK_NAMES
+    )

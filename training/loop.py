@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from napari_nfdp.core.atomic import atomic_write
 from napari_nfdp.core.checkpoint import save_checkpoint
 from napari_nfdp.core.localizer import resolve_device
 from napari_nfdp.core.network import LandmarkNet, ModelConfig
@@ -365,17 +366,13 @@ def train(
 
 
 def _save_last(path: Path, model, optimizer, scheduler, scaler, epoch, best, run_id) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch,
-            "best": best,
-            "run_id": run_id,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+        "best": best,
+        "run_id": run_id,
+    }
+    atomic_write(path, lambda stream: torch.save(state, stream))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +13,7 @@ import torch
 
 import napari_nfdp
 from napari_nfdp.core import preprocess
+from napari_nfdp.core.atomic import atomic_write
 from napari_nfdp.core.network import LandmarkNet, ModelConfig
 
 FORMAT_TAG = "napari-nfdp-checkpoint"
@@ -116,17 +115,7 @@ def save_checkpoint(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "half": bool(half),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda stream: torch.save(payload, stream))
     return path
 
 

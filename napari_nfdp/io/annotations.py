@@ -17,15 +17,15 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from napari_nfdp.core.atomic import atomic_write
 
 FORMAT_TAG = "napari-nfdp-annotation"
 FORMAT_VERSION = 1
@@ -164,8 +164,8 @@ def _nulls_to_nan(rows: Any) -> list[Any]:
 def write_annotation(path: str | Path, ann: Annotation) -> Path:
     """Write a sidecar atomically: a failed write leaves any previous file untouched."""
     payload = annotation_to_dict(ann)
-    return _atomic_write(
-        path, lambda fh: json.dump(payload, fh, indent=1, allow_nan=False), newline="\n"
+    return atomic_write(
+        path, lambda fh: json.dump(payload, fh, indent=1, allow_nan=False), text=True
     )
 
 
@@ -206,22 +206,4 @@ def export_landmarks_csv(path: str | Path, rows: Iterable[Annotation]) -> Path:
                     ]
                 )
 
-    return _atomic_write(path, write, newline="")
-
-
-def _atomic_write(path: str | Path, write: Callable[[IO[str]], None], newline: str | None) -> Path:
-    """Call ``write`` on a temporary text file in the target folder, then move it into place."""
-    path = Path(path)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, write, text=True)

@@ -1,0 +1,94 @@
+"""npe2 reader: radiographs (DICOM, PNG, JPEG, TIFF, BMP) and folders of them as grey Image layers.
+
+A folder (or a list of paths) opens its first image; the layer metadata lists all of them under
+``nfdp_files`` with ``nfdp_index`` so the dock widget can step through them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_nfdp.core.preprocess import ImageError, to_grey_float32
+from napari_nfdp.io.images import IMAGE_SUFFIXES, is_dicom, read_image
+
+LayerData = tuple[np.ndarray, dict[str, Any], str]
+ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
+
+
+def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
+    """The reader for an image file, a folder holding images, or a list of them; else None."""
+    return _read if _image_files(path) else None
+
+
+def _natural_key(path: Path) -> tuple[list[Any], str]:
+    """Sort by name, "film" < "film2" < "film10": digit runs compare as numbers."""
+    parts = re.split(r"(\d+)", path.stem.lower())
+    return [int(part) if part.isdigit() else part for part in parts], path.suffix.lower()
+
+
+def _is_image_file(path: Path) -> bool:
+    if path.name.startswith(".") or not path.is_file():
+        return False
+    return path.suffix.lower() in IMAGE_SUFFIXES or (not path.suffix and is_dicom(path))
+
+
+def _image_files(path: str | Sequence[str]) -> list[Path]:
+    """The image files a path names: itself, a folder's images (sorted), or those of a list."""
+    if not isinstance(path, str | Path):
+        return [file for item in path for file in _image_files(item)]
+    path = Path(path)
+    if path.is_dir():
+        return sorted((p for p in path.iterdir() if _is_image_file(p)), key=_natural_key)
+    # A readable suffix with bad content is still ours: reading it gives a clear error.
+    return [path] if path.suffix.lower() in IMAGE_SUFFIXES or is_dicom(path) else []
+
+
+def _read(path: str | Sequence[str]) -> list[LayerData]:
+    files = _image_files(path)
+    if not files:
+        raise ValueError(f"no radiographs (DICOM, PNG, JPEG, TIFF, BMP) found in {path}")
+    return [read_layer(files[0], files=files, index=0)]
+
+
+def read_layer(
+    path: str | Path, *, files: Sequence[str | Path] | None = None, index: int = 0
+) -> LayerData:
+    """One image file as napari layer data: a grey array, scaled in mm when the spacing is known.
+
+    ``files`` / ``index`` (default: just this file) go into the metadata as ``nfdp_files`` /
+    ``nfdp_index``. Bad content (not an image, corrupt DICOM, 3-D stack, tiny image) raises
+    ValueError naming the file.
+    """
+    path = Path(path)
+    image, info = read_image(path)
+    try:
+        grey = to_grey_float32(image)
+    except ImageError as error:
+        raise ValueError(f"{path.name}: {error}") from error
+    if image.ndim == 3 and np.issubdtype(image.dtype, np.integer):
+        data = np.rint(grey).astype(image.dtype)  # luminance stays inside the input's range
+    else:
+        data = image if image.ndim == 2 else grey
+    spacing = info.get("spacing")
+    metadata = {
+        **info,
+        "path": str(path),
+        "spacing": spacing,
+        "modality": info.get("modality"),
+        "nfdp_files": [str(f) for f in (files or [path])],
+        "nfdp_index": index,
+    }
+    kwargs: dict[str, Any] = {
+        "name": path.stem,
+        "scale": tuple(spacing) if spacing else (1.0, 1.0),
+        "metadata": metadata,
+        "colormap": "gray",
+    }
+    if spacing:
+        kwargs["units"] = ("mm", "mm")
+    return data, kwargs, "image"

@@ -1,0 +1,132 @@
+"""End to end through the command lines: synth -> fit -> evaluate -> Localizer -> finetune."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_nfdp import Localizer
+from napari_nfdp.core.checkpoint import load_checkpoint
+from training.__main__ import main as training_main
+from training.datasets import open_dataset
+from training.finetune import finetune
+from training.loop import TrainingCancelled
+
+TINY = ["--input-size", "64", "32", "--max-side", "256", "--batch-size", "2"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for two epochs through ``python -m training`` on synthetic films."""
+    root = tmp_path_factory.mktemp("e2e")
+    data = root / "synth"
+    assert training_main(["synth", "--n", "4", "--out", str(data), "--seed", "0"]) == 0
+    assert training_main(["synth", "--n", "2", "--out", str(data), "--seed", "50"]) == 0
+    assert (
+        training_main(["synth", "--n", "2", "--out", str(data), "--seed", "90", "--split", "test"])
+        == 0
+    )
+    run = root / "run"
+    assert (
+        training_main(["fit", "--data", str(data), "--out", str(run), "--epochs", "2", *TINY]) == 0
+    )
+    return data, run
+
+
+def test_fit_writes_a_self_describing_checkpoint(trained):
+    data, run = trained
+    ckpt = load_checkpoint(run / "best.pt")
+    assert ckpt.config.num_landmarks == 68 and ckpt.config.input_size == (64, 32)
+    assert ckpt.training["data"]["train_images"] + ckpt.training["data"]["val_images"] == 6
+    assert np.isfinite(ckpt.metrics["val_mre_pct"])
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2
+
+
+def test_evaluate_reports_mre_sdr_and_cobb(trained, tmp_path, capsys):
+    data, run = trained
+    out = tmp_path / "report.json"
+    code = training_main(
+        ["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data), "--json", str(out)]
+    )
+    assert code == 0
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["images"] == 2 and summary["split"] == "test"
+    assert summary["mre_px"] > 0 and np.isfinite(summary["mre_pct_height"])
+    assert set(summary["sdr_pct_height"]) == {"1.0", "2.0"}
+    assert summary["cobb_images"] == 2 and 0 <= summary["smape"] <= 100
+    assert set(summary["cobb_mae_deg"]) == {"pt", "mt", "tl"}
+    assert "mre_px" in capsys.readouterr().out
+
+
+def test_localizer_round_trip_on_any_input(trained):
+    _, run = trained
+    loc = Localizer.load(run / "best.pt", device="cpu")
+    rng = np.random.default_rng(1)
+    images = [
+        rng.integers(0, 4000, size=(700, 300), dtype=np.uint16),
+        rng.random((300, 500)).astype(np.float32),
+        rng.integers(0, 255, size=(400, 320, 3), dtype=np.uint8),
+    ]
+    for image in images:
+        pred = loc.predict(image)
+        assert pred.landmarks.shape == (68, 2) and pred.landmarks.dtype == np.float64
+        assert np.isfinite(pred.landmarks).all() and (pred.sigma > 0).all()
+    batch = loc.predict_batch(images)
+    single = [loc.predict(image) for image in images]
+    for a, b in zip(batch, single, strict=True):
+        np.testing.assert_allclose(a.landmarks, b.landmarks, rtol=1e-4, atol=1e-3)
+
+
+def test_finetune_reports_before_and_after(trained, tmp_path):
+    data, run = trained
+    samples = [s.load() for s in open_dataset(data, split="training")][:3]
+    samples[0].landmarks[:10] = np.nan  # a cropped film: missing landmarks are skipped
+    events = []
+    best = finetune(
+        run / "best.pt",
+        [s.image for s in samples],
+        [s.landmarks for s in samples],
+        tmp_path / "ft",
+        epochs=1,
+        progress=events.append,
+    )
+    metrics = load_checkpoint(best).metrics
+    assert metrics["holdout_images"] == 1 and metrics["corrected_images"] == 3
+    assert np.isfinite(metrics["val_mre_pct_before"]) and np.isfinite(metrics["val_mre_pct_after"])
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "baseline" and kinds[-1] == "done" and "epoch" in kinds
+    Localizer.load(best).predict(samples[0].image)
+
+
+def test_finetune_cancel_writes_nothing(trained, tmp_path):
+    data, run = trained
+    samples = [s.load() for s in open_dataset(data, split="training")][:3]
+    with pytest.raises(TrainingCancelled):
+        finetune(
+            run / "best.pt",
+            [s.image for s in samples],
+            [s.landmarks for s in samples],
+            tmp_path / "ft",
+            epochs=3,
+            should_stop=lambda: True,
+        )
+    assert not (tmp_path / "ft" / "best.pt").exists()
+
+
+def test_finetune_rejects_bad_input(trained, tmp_path):
+    _, run = trained
+    image = np.zeros((200, 100), np.uint16)
+    with pytest.raises(ValueError, match="landmark sets"):
+        finetune(run / "best.pt", [image], [], tmp_path)
+    with pytest.raises(ValueError, match=r"\(68, 2\)"):
+        finetune(run / "best.pt", [image], [np.zeros((19, 2))], tmp_path)
+    with pytest.raises(ValueError, match="no visible landmarks"):
+        finetune(run / "best.pt", [image], [np.full((68, 2), np.nan)], tmp_path)
+
+
+def test_cli_reports_errors_without_traceback(tmp_path, capsys):
+    assert training_main(["fit", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
+    assert "error:" in capsys.readouterr().err
