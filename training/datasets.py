@@ -18,7 +18,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from napari_nfdp.core.preprocess import apply_affine, block_matrix, to_grey_float32
+from napari_nfdp.core.preprocess import apply_affine, block_matrix, block_reduce, to_grey_float32
 from napari_nfdp.io.annotations import SIDECAR_SUFFIX, read_annotation, sidecar_path
 from napari_nfdp.io.images import IMAGE_SUFFIXES, read_image, write_image
 
@@ -93,9 +93,7 @@ def sample_from_array(
         raise ValueError(f"{name}: landmarks must have shape (K, 2), got {landmarks.shape}")
     if max_side is not None and max(grey.shape) > max_side:
         factor = math.ceil(max(grey.shape) / max_side)
-        height, width = grey.shape[0] // factor, grey.shape[1] // factor
-        blocks = grey[: height * factor, : width * factor].reshape(height, factor, width, factor)
-        grey = blocks.mean(axis=(1, 3), dtype=np.float32)
+        grey = block_reduce(grey, factor)
         landmarks = apply_affine(np.linalg.inv(block_matrix(factor)), landmarks)
         if spacing is not None:
             spacing = (spacing[0] * factor, spacing[1] * factor)

@@ -14,6 +14,7 @@ from napari_nfdp.core.backbone import STAGE_CHANNELS, STAGE_STRIDES
 
 FUSION_CHANNELS = 128
 HEATMAP_CHANNELS = 64
+SIGMA_FLOOR = 1e-9  # as in the reference: keeps log(sigma) finite
 
 
 def global_pool(feature: Tensor) -> Tensor:
@@ -36,7 +37,7 @@ class NormalisedLinear(nn.Module):
 
 
 class SigmaHead(nn.Module):
-    """Per-landmark, per-axis scale in (0, 1) from pooled C5."""
+    """Per-landmark, per-axis scale in (0, 1) from pooled C5 (never exactly 0: the loss logs it)."""
 
     def __init__(self, num_landmarks: int) -> None:
         super().__init__()
@@ -44,7 +45,8 @@ class SigmaHead(nn.Module):
         self.linear = nn.Linear(STAGE_CHANNELS[-1], 2 * num_landmarks)
 
     def forward(self, pooled_c5: Tensor) -> Tensor:
-        return torch.sigmoid(self.linear(pooled_c5)).view(-1, self.num_landmarks, 2)
+        sigma = torch.sigmoid(self.linear(pooled_c5)) + SIGMA_FLOOR
+        return sigma.view(-1, self.num_landmarks, 2)
 
 
 class PyramidFusion(nn.Module):

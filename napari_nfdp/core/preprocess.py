@@ -101,14 +101,21 @@ def downsample_for(
     grey = np.asarray(grey, dtype=np.float32)
     scale = _fit_scale(grey.shape, input_size, fraction)
     factor = max(1, math.floor(1.0 / scale + 1e-9))
+    return block_reduce(grey, factor), factor
+
+
+def block_reduce(grey: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of ``factor`` x ``factor`` blocks (float32); partial blocks at the bottom/right are
+    dropped. :func:`block_matrix` maps the reduced pixels back to the original."""
+    grey = np.asarray(grey, dtype=np.float32)
     if factor == 1:
-        return grey, 1
+        return grey
     height, width = grey.shape[0] // factor, grey.shape[1] // factor
     cropped = grey[: height * factor, : width * factor]
     rows = cropped.reshape(height, factor, width * factor).sum(axis=1, dtype=np.float32)
     blocks = rows.reshape(height, width, factor).sum(axis=2, dtype=np.float32)
     blocks *= np.float32(1.0 / (factor * factor))
-    return blocks, factor
+    return blocks
 
 
 def block_matrix(factor: int) -> np.ndarray:
