@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,19 +12,102 @@ import numpy as np
 
 from napari_nfdp.core.cobb import CobbError, cobb_angles
 from napari_nfdp.core.localizer import Localizer
+from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 from training.datasets import open_dataset
 from training.metrics import radial_errors, sdr, smape
 
-SPINE_K = 68
 ANGLES = ("pt", "mt", "tl")
+SDR_RADII_MM = (2.0, 2.5, 3.0, 4.0)
+SDR_RADII_PCT = (1.0, 2.0)
 
 
-def _angles(landmarks: np.ndarray, height: float) -> np.ndarray | None:
+def cobb_triplet(landmarks: np.ndarray, image_height: float) -> np.ndarray | None:
+    """(PT, MT, TL) in degrees, or None when the landmarks give no Cobb angles."""
     try:
-        result = cobb_angles(landmarks, height)
+        result = cobb_angles(landmarks, image_height)
     except CobbError:
         return None
     return np.array([result.pt, result.mt, result.tl])
+
+
+@dataclass
+class Scoreboard:
+    """Errors accumulated image by image; :meth:`summary` turns them into the metrics."""
+
+    radii_mm: Sequence[float] = SDR_RADII_MM
+    radii_pct: Sequence[float] = SDR_RADII_PCT
+    px: list[np.ndarray] = field(default_factory=list)
+    pct: list[np.ndarray] = field(default_factory=list)
+    mm: list[np.ndarray] = field(default_factory=list)
+    cobb_pred: list[np.ndarray] = field(default_factory=list)
+    cobb_truth: list[np.ndarray] = field(default_factory=list)
+    cobb_failures: int = 0
+
+    def add(
+        self,
+        name: str,
+        pred: np.ndarray,
+        truth: np.ndarray,
+        height: float,
+        spacing: tuple[float, float] | None = None,
+        cobb_height: float | None = None,
+    ) -> dict[str, Any]:
+        """Score one image; returns its row. ``cobb_height`` is the height the Cobb S-test uses
+        (defaults to ``height``: it differs only for a film placed on a larger canvas)."""
+        if pred.shape != truth.shape:
+            raise ValueError(
+                f"model predicts {pred.shape[0]} landmarks, {name} has {truth.shape[0]}"
+            )
+        err = radial_errors(pred, truth)
+        self.px.append(err)
+        self.pct.append(err / height * 100.0)
+        row: dict[str, Any] = {
+            "image": name,
+            "height": height,
+            "mre_px": float(np.nanmean(err)),
+            "mre_pct_height": float(np.nanmean(err)) / height * 100.0,
+        }
+        if spacing is not None:
+            err_mm = radial_errors(pred, truth, spacing=spacing)
+            self.mm.append(err_mm)
+            row["mre_mm"] = float(np.nanmean(err_mm))
+        if truth.shape[0] == len(SPINE_LANDMARK_NAMES):
+            gt = cobb_triplet(truth, cobb_height or height)
+            pr = cobb_triplet(pred, cobb_height or height)
+            if gt is None or pr is None:
+                self.cobb_failures += 1
+            else:
+                self.cobb_truth.append(gt)
+                self.cobb_pred.append(pr)
+                row.update({f"{a}_gt": float(g) for a, g in zip(ANGLES, gt, strict=True)})
+                row.update({f"{a}_pred": float(p) for a, p in zip(ANGLES, pr, strict=True)})
+        return row
+
+    def summary(self) -> dict[str, Any]:
+        """MRE (px, % of height, mm when every image has a spacing), SDR, Cobb SMAPE and MAE."""
+        all_px, all_pct = np.concatenate(self.px), np.concatenate(self.pct)
+        out: dict[str, Any] = {
+            "images": len(self.px),
+            "landmarks_scored": int(np.isfinite(all_px).sum()),
+            "mre_px": float(np.nanmean(all_px)),
+            "mre_pct_height": float(np.nanmean(all_pct)),
+            "sdr_pct_height": sdr(all_pct, self.radii_pct),
+        }
+        if self.mm and len(self.mm) == len(self.px):
+            all_mm = np.concatenate(self.mm)
+            out["mre_mm"] = float(np.nanmean(all_mm))
+            out["sdr_mm"] = sdr(all_mm, self.radii_mm)
+        if self.cobb_truth or self.cobb_failures:
+            out["cobb_images"] = len(self.cobb_truth)
+            out["cobb_failures"] = self.cobb_failures
+        if self.cobb_truth:
+            p, g = np.array(self.cobb_pred), np.array(self.cobb_truth)
+            out["smape"] = smape(p, g)
+            out["smape_per_angle"] = {a: smape(p[:, [i]], g[:, [i]]) for i, a in enumerate(ANGLES)}
+            out["cobb_mae_deg"] = {
+                a: float(np.mean(np.abs(p[:, i] - g[:, i]))) for i, a in enumerate(ANGLES)
+            }
+        return out
 
 
 def evaluate(
@@ -37,69 +121,30 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score ``checkpoint`` on ``split`` of ``data``; returns a summary and per-image rows.
 
-    Errors are in pixels of the original images, in mm where the spacing is known, and in
-    percent of the image height. SDR radii are in mm when every image has a spacing, else
-    in percent of image height (defaults: 2, 2.5, 3, 4 mm or 1, 2 %).
+    Errors are in pixels of the original images, in percent of the image height, and in mm
+    where every image has a spacing. ``radii`` are the SDR radii in mm (default 2, 2.5, 3,
+    4 mm); SDR in percent of image height (1 and 2 %) is always reported.
     """
     loc = Localizer.load(checkpoint, device=device)
     sources = list(open_dataset(data, split=split))[:limit]
     if not sources:
         raise ValueError(f"no images in split {split!r} of {data}")
-    rows, px, pct, mm, cobb_pred, cobb_gt = [], [], [], [], [], []
+    board = Scoreboard(radii_mm=tuple(radii) if radii else SDR_RADII_MM)
+    rows = []
     for source in sources:
         sample = source.load(max_side=None)
         pred = loc.predict(sample.image)
-        if pred.landmarks.shape != sample.landmarks.shape:
-            raise ValueError(
-                f"model predicts {pred.landmarks.shape[0]} landmarks, "
-                f"{sample.name} has {sample.landmarks.shape[0]}"
+        rows.append(
+            board.add(
+                sample.name, pred.landmarks, sample.landmarks, sample.image.shape[0], sample.spacing
             )
-        height = sample.image.shape[0]
-        err = radial_errors(pred.landmarks, sample.landmarks)
-        row: dict[str, Any] = {"image": sample.name, "mre_px": float(np.nanmean(err))}
-        px.append(err)
-        pct.append(err / height * 100.0)
-        if sample.spacing is not None:
-            err_mm = radial_errors(pred.landmarks, sample.landmarks, spacing=sample.spacing)
-            mm.append(err_mm)
-            row["mre_mm"] = float(np.nanmean(err_mm))
-        if loc.config.num_landmarks == SPINE_K:
-            gt_angles = _angles(sample.landmarks, height)
-            pred_angles = _angles(pred.landmarks, height)
-            if gt_angles is not None and pred_angles is not None:
-                cobb_gt.append(gt_angles)
-                cobb_pred.append(pred_angles)
-                row.update({f"{a}_gt": float(g) for a, g in zip(ANGLES, gt_angles, strict=True)})
-                row.update(
-                    {f"{a}_pred": float(p) for a, p in zip(ANGLES, pred_angles, strict=True)}
-                )
-        rows.append(row)
-
-    all_px, all_pct = np.concatenate(px), np.concatenate(pct)
-    summary: dict[str, Any] = {
+        )
+    summary = {
         "checkpoint": str(checkpoint) if checkpoint else "bundled default",
         "data": str(data),
         "split": split,
-        "images": len(rows),
-        "landmarks_scored": int(np.isfinite(all_px).sum()),
-        "mre_px": float(np.nanmean(all_px)),
-        "mre_pct_height": float(np.nanmean(all_pct)),
+        **board.summary(),
     }
-    with_spacing = len(mm) == len(rows)
-    if with_spacing:
-        all_mm = np.concatenate(mm)
-        summary["mre_mm"] = float(np.nanmean(all_mm))
-        summary["sdr_mm"] = sdr(all_mm, radii or (2.0, 2.5, 3.0, 4.0))
-    else:
-        summary["sdr_pct_height"] = sdr(all_pct, radii or (1.0, 2.0))
-    if cobb_gt:
-        p, g = np.array(cobb_pred), np.array(cobb_gt)
-        summary["cobb_images"] = len(g)
-        summary["smape"] = smape(p, g)
-        summary["smape_per_angle"] = {a: smape(p[:, [i]], g[:, [i]]) for i, a in enumerate(ANGLES)}
-        summary["cobb_mae_deg"] = {
-            a: float(np.mean(np.abs(p[:, i] - g[:, i]))) for i, a in enumerate(ANGLES)
-        }
     return {"summary": summary, "images": rows}
 
 
