@@ -52,6 +52,11 @@ def _read(path: str | Sequence[str]) -> list[LayerData]:
     files = _image_files(path)
     if not files:
         raise ValueError(f"no radiographs (DICOM, PNG, JPEG, TIFF, BMP) found in {path}")
+    if isinstance(path, str | Path) and Path(path).is_file():  # one film: step through its folder
+        siblings = _image_files(str(Path(path).parent))
+        names = [f.name for f in siblings]
+        if files[0].name in names:
+            return [read_layer(files[0], files=siblings, index=names.index(files[0].name))]
     return [read_layer(files[0], files=files, index=0)]
 
 

@@ -8,10 +8,6 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
-
-SIGMA_REVIEW_FACTOR = 2.0  # a landmark whose sigma exceeds this many times the median is flagged
-
 
 def iter_image_paths(paths: Sequence[str | Path]) -> Iterator[Path]:
     """The image files named by ``paths``; folders contribute their images, sorted by name."""
@@ -55,7 +51,7 @@ def detect(
 
     from napari_nfdp.core.atomic import atomic_write
     from napari_nfdp.core.cobb import CobbError, cobb_angles
-    from napari_nfdp.core.localizer import Localizer
+    from napari_nfdp.core.localizer import Localizer, needs_review
     from napari_nfdp.core.schema import vertebra_range
     from napari_nfdp.io.images import read_image, write_image
     from napari_nfdp.io.overlay import render_overlay
@@ -93,8 +89,7 @@ def detect(
             row += [f"{r:.2f}", f"{c:.2f}", f"{s:.2f}"]
         table.append(row)
         if overlays is not None:
-            uncertain = sigma > SIGMA_REVIEW_FACTOR * np.median(sigma)
-            picture = render_overlay(image, pred.landmarks, cobb, uncertain)
+            picture = render_overlay(image, pred.landmarks, cobb, needs_review(pred.sigma))
             write_image(Path(overlays) / f"{path.stem}_nfdp.png", picture)
     atomic_write(out_csv, lambda handle: csv.writer(handle).writerows(table), text=True)
     return failures

@@ -99,6 +99,7 @@ def finetune(
         out,
         landmark_names=base.landmark_names,
         init=(base.model_state, base.flow_state),
+        keep_resume_state=False,
         data_summary={
             "base_checkpoint": str(base_checkpoint or "bundled default"),
             "corrected_images": len(samples),

@@ -185,6 +185,40 @@ def _percent_of_height(samples: Sequence[Sample], model_config: ModelConfig) -> 
     )
 
 
+BN_CALIBRATION_IMAGES = 64
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    net: LandmarkNet,
+    samples: Sequence[Sample],
+    model_config: ModelConfig,
+    device: torch.device,
+    batch_size: int = 8,
+) -> None:
+    """Recompute BatchNorm running statistics on un-augmented ``samples`` ("precise BN").
+
+    The running averages collected during training lag the weights and mix in heavily
+    augmented images; measured on the first synthetic run, they doubled the validation error
+    against statistics recomputed on clean images, which is what inference sees.
+    """
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or not samples:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    data = _AugmentedSamples(samples, model_config, AugmentConfig(), train=False, seed=0)
+    was_training = net.training
+    net.train()
+    for images, _, _ in DataLoader(data, batch_size=batch_size, shuffle=False):
+        net(images.to(device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    net.train(was_training)
+
+
 @torch.inference_mode()
 def validate(
     net: LandmarkNet,
@@ -213,6 +247,12 @@ def validate(
         start += len(images)
     net.train(was_training)
     return total / count if count else float("nan")
+
+
+def _calibration_indices(n: int, seed: int) -> list[int]:
+    """A fixed, seeded subset of the training images for BatchNorm recalibration."""
+    order = np.random.default_rng(seed).permutation(n)
+    return sorted(order[:BN_CALIBRATION_IMAGES].tolist())
 
 
 def _split_batches(n: int, batch_size: int, world: _Distributed) -> int:
@@ -245,6 +285,7 @@ def train(
     init: tuple[dict, dict | None] | None = None,
     backbone_weights: str | Path | None = None,
     resume: bool = False,
+    keep_resume_state: bool = True,
     data_summary: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
@@ -252,7 +293,8 @@ def train(
     """Train and return the path of the best checkpoint (selected on ``val_samples``).
 
     ``init`` is (model_state, flow_state) to start from (fine-tuning). The run folder
-    holds ``config.json``, ``log.jsonl``, ``last.pt`` (for ``resume``) and ``best.pt``.
+    holds ``config.json``, ``log.jsonl``, ``best.pt`` and, with ``keep_resume_state``,
+    ``last.pt`` (weights + optimizer, for ``resume``).
     """
     if not train_samples:
         raise ValueError("no training images")
@@ -307,6 +349,7 @@ def train(
         )
 
     data = _AugmentedSamples(train_samples, model_config, cfg.augment, train=True, seed=cfg.seed)
+    calibration = [train_samples[i] for i in _calibration_indices(len(train_samples), cfg.seed)]
     steps = _split_batches(len(train_samples), cfg.batch_size, world)
     emit = progress if (progress is not None and world.is_main) else (lambda event: None)
     emit({"event": "start", "run_id": run_id, "epochs": epochs, "steps_per_epoch": steps})
@@ -328,6 +371,7 @@ def train(
             emit({"event": "step", "epoch": epoch + 1, "step": step + 1, "loss": losses[-1]})
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
+        recalibrate_batchnorm(net, calibration, model_config, device, cfg.batch_size)
         val = validate(net, val_samples, model_config, device, cfg.batch_size)
         train_loss = float(np.mean(losses))
         improved = not math.isnan(val) and val < best
@@ -356,7 +400,8 @@ def train(
                     },
                     metrics={"val_mre_pct": val, "train_loss": train_loss},
                 )
-            _save_last(last_path, model, optimizer, scheduler, scaler, epoch, best, run_id)
+            if keep_resume_state:
+                _save_last(last_path, model, optimizer, scheduler, scaler, epoch, best, run_id)
             with (out / "log.jsonl").open("a") as log:
                 log.write(json.dumps(record) + "\n")
         emit({"event": "epoch", **record})

@@ -28,6 +28,20 @@ class Prediction:
     landmark_names: tuple[str, ...]
 
 
+REVIEW_SIGMA_FACTOR = 2.0  # a landmark whose sigma exceeds this many times the median is flagged
+
+
+def needs_review(sigma: np.ndarray, factor: float = REVIEW_SIGMA_FACTOR) -> np.ndarray:
+    """(K,) mask of landmarks whose predicted scale (mean over axes, NaN ignored) is more than
+    ``factor`` times the median: the points a person should check first."""
+    scale = np.asarray(sigma, dtype=float)
+    scale = scale.mean(axis=1) if scale.ndim == 2 else scale
+    finite = np.isfinite(scale)
+    if not finite.any():
+        return np.zeros(len(scale), dtype=bool)
+    return finite & (scale > factor * float(np.median(scale[finite])))
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None`` -> CUDA when available, else CPU; a requested CUDA device must exist."""
     if device is None:
