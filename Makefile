@@ -20,8 +20,8 @@ setup: $(STAMP)
 sysdeps:
 	@bash .ci/sysdeps
 
-demo: setup
-	$(PY) -m napari_nfdp.cli detect sample_data/spine_synthetic_01.png --out results/landmarks.csv --overlays results/
+demo: setup sysdeps
+	$(PY) -m napari_nfdp.demo --out results
 
 test: setup sysdeps
 	$(PY) -m pytest

@@ -120,6 +120,22 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     print(json.dumps({"written": len(paths), "out": str(args.out), "split": args.split}))
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from napari_nfdp.core.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint)
+    out = save_checkpoint(
+        args.out,
+        ckpt.build_model(),
+        landmark_names=ckpt.landmark_names,
+        flow_state=ckpt.flow_state,
+        training=ckpt.training,
+        metrics=ckpt.metrics,
+        half=not args.float32,
+    )
+    print(f"exported {args.checkpoint} -> {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m training``."""
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
@@ -177,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--split", default="training")
     syn.add_argument("--ext", choices=("jpg", "png"), default="jpg")
     syn.set_defaults(func=_cmd_synth)
+
+    exp = sub.add_parser("export", help="write a compact (fp16) copy of a checkpoint for bundling")
+    exp.add_argument("--checkpoint", required=True)
+    exp.add_argument("--out", required=True)
+    exp.add_argument("--float32", action="store_true", help="keep float32 weights")
+    exp.set_defaults(func=_cmd_export)
     return parser
 
 

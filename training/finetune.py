@@ -89,7 +89,7 @@ def finetune(
     cfg.epochs = epochs or max(3, math.ceil(FINETUNE_STEPS / steps_per_epoch))
 
     net = base.build_model().to(resolve_device(device))
-    before = validate(net, val_samples, base.config, next(net.parameters()).device)
+    before = validate(net, val_samples, base.config, next(net.parameters()).device).mre_pct
     if progress is not None:
         progress({"event": "baseline", "val_mre_pct": before, "holdout_images": len(val_idx)})
     best = train(

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -219,6 +219,13 @@ def recalibrate_batchnorm(
     net.train(was_training)
 
 
+class Validation(NamedTuple):
+    """Validation metrics, both in percent of the image height."""
+
+    mre_pct: float  # mean radial error over visible landmarks
+    sigma_pct: float  # median predicted sigma: the model's typical uncertainty on real films
+
+
 @torch.inference_mode()
 def validate(
     net: LandmarkNet,
@@ -226,27 +233,30 @@ def validate(
     model_config: ModelConfig,
     device: torch.device,
     batch_size: int = 8,
-) -> float:
-    """Mean radial error on ``samples`` in percent of image height (NaN landmarks skipped)."""
+) -> Validation:
+    """Mean radial error and median sigma on ``samples`` (NaN landmarks skipped)."""
     if not samples:
-        return float("nan")
+        return Validation(float("nan"), float("nan"))
     data = _AugmentedSamples(samples, model_config, AugmentConfig(), train=False, seed=0)
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
     size = torch.tensor(model_config.input_size, dtype=torch.float32, device=device)
     per_pct = torch.as_tensor(_percent_of_height(samples, model_config), device=device)
     was_training = net.training
     net.eval()
-    total, count, start = 0.0, 0, 0
+    total, count, start, sigmas = 0.0, 0, 0, []
     for images, target, visible in loader:
-        mu, _ = net(images.to(device))
-        err = torch.linalg.norm((mu.float() - target.to(device)) * size, dim=-1)
-        err = err / per_pct[start : start + len(images), None]
+        mu, sigma = net(images.to(device))
+        pct = per_pct[start : start + len(images), None]
+        err = torch.linalg.norm((mu.float() - target.to(device)) * size, dim=-1) / pct
         vis = visible.to(device)
         total += float((err * vis).sum())
         count += int(vis.sum())
+        sigmas.append(((sigma.float() * size).mean(dim=-1) / pct)[vis > 0])
         start += len(images)
     net.train(was_training)
-    return total / count if count else float("nan")
+    if not count:
+        return Validation(float("nan"), float("nan"))
+    return Validation(total / count, float(torch.cat(sigmas).median()))
 
 
 def _calibration_indices(n: int, seed: int) -> list[int]:
@@ -372,7 +382,7 @@ def train(
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         recalibrate_batchnorm(net, calibration, model_config, device, cfg.batch_size)
-        val = validate(net, val_samples, model_config, device, cfg.batch_size)
+        val, val_sigma = validate(net, val_samples, model_config, device, cfg.batch_size)
         train_loss = float(np.mean(losses))
         improved = not math.isnan(val) and val < best
         record = {
@@ -398,7 +408,11 @@ def train(
                         "config": cfg.to_dict(),
                         "data": data_summary or {},
                     },
-                    metrics={"val_mre_pct": val, "train_loss": train_loss},
+                    metrics={
+                        "val_mre_pct": val,
+                        "val_sigma_pct": val_sigma,
+                        "train_loss": train_loss,
+                    },
                 )
             if keep_resume_state:
                 _save_last(last_path, model, optimizer, scheduler, scaler, epoch, best, run_id)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 
 # Plausibility of a detection: above these the film probably shows no spine.
-NO_SPINE_SIGMA_FRACTION = 0.05  # median predicted sigma, as a fraction of the image height
+NO_SPINE_SIGMA_FACTOR = 4.0  # median sigma vs the model's typical sigma on its validation films
 OUTSIDE_FRACTION = 0.25  # share of landmarks falling outside the image
 MIN_SPINE_FRACTION = 0.2  # T1 top to L5 bottom, as a fraction of the image height
 
@@ -120,17 +120,24 @@ def is_blank(grey: np.ndarray) -> bool:
     return bool(high - low <= 1e-6 * max(1.0, abs(float(high))))
 
 
-def plausibility_warning(prediction: Prediction, image_shape: tuple[int, int]) -> str | None:
-    """A "no spine found?" message when a prediction does not look like a spine, else None."""
+def plausibility_warning(
+    prediction: Prediction, image_shape: tuple[int, int], typical_sigma_pct: float | None = None
+) -> str | None:
+    """A "no spine found?" message when a prediction does not look like a spine, else None.
+
+    ``typical_sigma_pct`` is the model's median sigma on its validation films (percent of the
+    image height, stored in the checkpoint's metrics); NFDP's sigma is a relative uncertainty,
+    so it is only compared with the same model's own typical value.
+    """
     height, width = image_shape[:2]
     points = prediction.landmarks
     if not np.isfinite(points).all():
         return "No spine found? The model gave no position for some landmarks."
-    sigma = float(np.median(prediction.sigma.mean(axis=1)))
-    if sigma > NO_SPINE_SIGMA_FRACTION * height:
+    sigma_pct = 100 * float(np.median(prediction.sigma.mean(axis=1))) / height
+    if typical_sigma_pct and sigma_pct > NO_SPINE_SIGMA_FACTOR * typical_sigma_pct:
         return (
-            f"No spine found? The model is unsure everywhere (typical uncertainty "
-            f"{100 * sigma / height:.1f} % of the image height)."
+            f"No spine found? The model is unsure everywhere (uncertainty {sigma_pct:.1f} % of "
+            f"the image height, {sigma_pct / typical_sigma_pct:.1f} x its usual)."
         )
     margin = 0.05 * np.array([height, width])
     outside = ((points < -margin) | (points > np.array([height, width]) + margin)).any(axis=1)
@@ -164,7 +171,9 @@ def detect_landmarks(
             return DetectOutcome(
                 error="No spine found? The image is blank (it has no contrast).", model_id=model_id
             )
-        prediction = cache.get(model_path, device).predict(np.asarray(image))
+        localizer = cache.get(model_path, device)
+        prediction = localizer.predict(np.asarray(image))
+        typical = localizer.checkpoint.metrics.get("val_sigma_pct")
     except ImageError as error:
         return DetectOutcome(error=f"Cannot analyse this image: {_describe(error)}")
     except (CheckpointError, FileNotFoundError) as error:
@@ -173,7 +182,7 @@ def detect_landmarks(
         return DetectOutcome(error=f"Detection failed: {_describe(error)}")
     return DetectOutcome(
         prediction=prediction,
-        warning=plausibility_warning(prediction, grey.shape),
+        warning=plausibility_warning(prediction, grey.shape, typical),
         model_id=model_id,
         seconds=time.perf_counter() - start,
     )

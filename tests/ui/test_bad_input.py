@@ -73,7 +73,7 @@ def test_doubtful_detection_is_shown_but_never_overwrites(
 ):
     film = spine_folder / "film1.png"
     open_and_wait(qtbot, widget, film)
-    monkeypatch.setattr(jobs, "NO_SPINE_SIGMA_FRACTION", 0.0)  # every film looks doubtful
+    monkeypatch.setattr(jobs, "NO_SPINE_SIGMA_FACTOR", 1e-6)  # every film looks doubtful
     detect_and_wait(qtbot, widget)
     assert "No spine found?" in widget.status.text()
     assert widget.points_layer is not None and len(widget.points_layer.data) == 68
