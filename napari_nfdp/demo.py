@@ -32,7 +32,7 @@ def _rerun_under_xvfb(argv: Sequence[str]) -> int:
     if xvfb_run is None:
         print("error: no display and no xvfb-run; install xvfb (make sysdeps)", file=sys.stderr)
         return 2
-    cmd = [xvfb_run, "-a", "-s", "-screen 0 1600x1000x24", sys.executable, "-m", __spec__.name]
+    cmd = [xvfb_run, "-a", "-s", "-screen 0 1920x1200x24", sys.executable, "-m", __spec__.name]
     return subprocess.call([*cmd, *argv, "--offscreen"], env={**os.environ, UNDER_XVFB: "1"})
 
 
@@ -67,6 +67,8 @@ def run(image: Path, out: Path, offscreen: bool) -> int:
     viewer = napari.Viewer(title="napari-nfdp demo")
     widget = NFDPWidget(viewer)
     viewer.window.add_dock_widget(widget, name="NFDP landmarks", area="right")
+    viewer.window.resize(1800, 1150)
+    widget.set_annotation_folder(out / "annotations")  # never write into the sample folder
     app = QApplication.instance()
     widget.open_path(image)
     _wait(app, lambda: not widget.busy, "opening the image")
