@@ -49,7 +49,7 @@ from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 from napari_nfdp.core.synthetic import synthesize_spine
 from training.finetune import finetune
 from training.flow import RealNVP
-from training.loop import NFDPModel
+from training.loop import NFDPModel, training_step
 
 FILM_SHAPE = (2500, 1000)
 BATCH = 16
@@ -163,12 +163,7 @@ def bench_train_step(config: ModelConfig, device: torch.device, steps: int) -> d
     visible = torch.ones(TRAIN_BATCH, config.num_landmarks, device=device)
 
     def step() -> None:
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-            loss = model(images, target, visible)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        training_step(model, optimizer, scaler, (images, target, visible), amp)
 
     for _ in range(2):
         step()

@@ -165,6 +165,24 @@ def _init_distributed(device_kind: str) -> _Distributed:
     )
 
 
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    use_amp: bool,
+) -> float:
+    """One optimisation step of an :class:`NFDPModel` (or its DDP wrapper); returns the loss."""
+    images = batch[0]
+    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
+        loss = model(*batch)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return float(loss.detach())
+
+
 def _training_device(name: str | None, world: _Distributed) -> torch.device:
     """The requested (or best available) device; one GPU per process under DDP."""
     device = resolve_device(name)
@@ -370,14 +388,8 @@ def train(
         for step, (images, target, visible) in enumerate(_make_loader(data, cfg, world, epoch)):
             if should_stop is not None and should_stop():
                 raise TrainingCancelled(f"training stopped at epoch {epoch + 1}, step {step}")
-            images, target, visible = images.to(device), target.to(device), visible.to(device)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                loss = ddp_model(images, target, visible)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(float(loss.detach()))
+            batch = (images.to(device), target.to(device), visible.to(device))
+            losses.append(training_step(ddp_model, optimizer, scaler, batch, use_amp))
             emit({"event": "step", "epoch": epoch + 1, "step": step + 1, "loss": losses[-1]})
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
