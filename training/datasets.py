@@ -19,7 +19,7 @@ import scipy.io
 from PIL import Image
 
 from napari_nfdp.core.preprocess import apply_affine, block_matrix, block_reduce, to_grey_float32
-from napari_nfdp.io.annotations import SIDECAR_SUFFIX, read_annotation, sidecar_path
+from napari_nfdp.io.annotations import SIDECAR_SUFFIX, find_sidecar, read_annotation
 from napari_nfdp.io.images import IMAGE_SUFFIXES, read_image, write_image
 
 ISBI_LANDMARKS = 19
@@ -368,10 +368,7 @@ def read_sidecars(
     sources: list[SampleSource] = []
     names: tuple[str, ...] | None = None
     for path in _image_files(folder):
-        candidates = [sidecar_path(path)]
-        if annotation_folder is not None:
-            candidates.insert(0, sidecar_path(path, annotation_folder))
-        sidecar = next((c for c in candidates if c.is_file()), None)
+        sidecar = find_sidecar(path, annotation_folder)
         if sidecar is None:
             continue
         ann = read_annotation(sidecar)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_nfdp.core.checkpoint import DEFAULT_MODEL_PATH, load_checkpoint, save_checkpoint
+from napari_nfdp.core.checkpoint import DEFAULT_MODEL_PATH, load_checkpoint, update_metrics
 from napari_nfdp.core.localizer import resolve_device
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 from training.datasets import Sample, sample_from_array
@@ -109,22 +109,15 @@ def finetune(
         progress=progress,
         should_stop=should_stop,
     )
-    tuned = load_checkpoint(best)
-    after = float(tuned.metrics.get("val_mre_pct", float("nan")))
-    metrics = {
-        **tuned.metrics,
-        "val_mre_pct_before": before,
-        "val_mre_pct_after": after,
-        "holdout_images": len(val_idx),
-        "corrected_images": len(samples),
-    }
-    save_checkpoint(
+    after = float(load_checkpoint(best).metrics.get("val_mre_pct", float("nan")))
+    update_metrics(
         best,
-        tuned.build_model(),
-        landmark_names=tuned.landmark_names,
-        flow_state=tuned.flow_state,
-        training=tuned.training,
-        metrics=metrics,
+        {
+            "val_mre_pct_before": before,
+            "val_mre_pct_after": after,
+            "holdout_images": len(val_idx),
+            "corrected_images": len(samples),
+        },
     )
     if progress is not None:
         progress({"event": "done", "val_mre_pct_before": before, "val_mre_pct_after": after})

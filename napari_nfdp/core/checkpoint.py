@@ -119,6 +119,20 @@ def save_checkpoint(
     return path
 
 
+def update_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
+    """Merge ``metrics`` into a checkpoint's metrics and rewrite it (atomically)."""
+    ckpt = load_checkpoint(path)
+    return save_checkpoint(
+        path,
+        ckpt.build_model(),
+        landmark_names=ckpt.landmark_names,
+        flow_state=ckpt.flow_state,
+        training=ckpt.training,
+        metrics={**ckpt.metrics, **metrics},
+        half=bool(ckpt.meta.get("half", False)),
+    )
+
+
 def _check_state_fits(state: dict[str, Any], config: ModelConfig) -> None:
     with torch.device("meta"):
         expected = LandmarkNet(config).state_dict()

@@ -95,6 +95,15 @@ def sidecar_path(image_path: str | Path, folder: str | Path | None = None) -> Pa
     return parent / (image_path.name + SIDECAR_SUFFIX)
 
 
+def find_sidecar(
+    image_path: str | Path, annotation_folder: str | Path | None = None
+) -> Path | None:
+    """The existing sidecar of an image: in ``annotation_folder`` first, else next to it."""
+    candidates = [sidecar_path(image_path, annotation_folder)] if annotation_folder else []
+    candidates.append(sidecar_path(image_path))
+    return next((c for c in candidates if c.is_file()), None)
+
+
 def _pairs(array: np.ndarray | None) -> list[list[float | None]] | None:
     if array is None:
         return None

@@ -22,7 +22,7 @@ from napari.qt.threading import FunctionWorker, create_worker
 from qtpy.QtCore import QObject, Signal
 
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
-from napari_nfdp.io.annotations import Annotation, read_annotation, sidecar_path
+from napari_nfdp.io.annotations import Annotation, find_sidecar, read_annotation
 
 if TYPE_CHECKING:
     from napari_nfdp.core.localizer import Localizer, Prediction
@@ -215,10 +215,7 @@ def find_corrections(
     """
     found, notes = [], []
     for image in dict.fromkeys(images):
-        candidates = [sidecar_path(image)]
-        if annotation_folder is not None:
-            candidates.insert(0, sidecar_path(image, annotation_folder))
-        sidecar = next((c for c in candidates if c.is_file()), None)
+        sidecar = find_sidecar(image, annotation_folder)
         if sidecar is None:
             continue
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import training.finetune
-from napari_nfdp.core.checkpoint import load_checkpoint, save_checkpoint
+from napari_nfdp.core.checkpoint import load_checkpoint, update_metrics
 from napari_nfdp.io.annotations import read_annotation, sidecar_path
 from tests.ui.conftest import (
     WAIT_MS,
@@ -32,17 +32,8 @@ def _force_validation(monkeypatch, change_pct: float) -> None:
 
     def finetune(*args, **kwargs):
         path = real(*args, **kwargs)
-        ckpt = load_checkpoint(path)
-        metrics = dict(ckpt.metrics)
-        metrics["val_mre_pct_after"] = metrics["val_mre_pct_before"] + change_pct
-        save_checkpoint(
-            path,
-            ckpt.build_model(),
-            landmark_names=ckpt.landmark_names,
-            flow_state=ckpt.flow_state,
-            training=ckpt.training,
-            metrics=metrics,
-        )
+        before = load_checkpoint(path).metrics["val_mre_pct_before"]
+        update_metrics(path, {"val_mre_pct_after": before + change_pct})
         return path
 
     monkeypatch.setattr(training.finetune, "finetune", finetune)
