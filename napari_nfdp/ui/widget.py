@@ -606,7 +606,7 @@ class NFDPWidget(QWidget):
         self.angles_label.setTextFormat(Qt.TextFormat.RichText)
         self.angles_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         # room for the three angles and the curve type, so the dock never clips them
-        self.angles_label.setMinimumHeight(4 * self.angles_label.fontMetrics().lineSpacing() + 6)
+        self.angles_label.setMinimumHeight(5 * self.angles_label.fontMetrics().lineSpacing() + 6)
         cobb_layout.addWidget(self.angles_label)
         layout.addWidget(cobb_box)
 
