@@ -124,6 +124,18 @@ def test_folder_opens_first_image_and_lists_all(tmp_path):
     assert _read(files)[1]["metadata"]["nfdp_files"] == files  # a list keeps its order
 
 
+def test_single_film_steps_through_its_folder(tmp_path):
+    array = _ramp((40, 40), 250).astype(np.uint8)
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(tmp_path / name, array)
+    _, kwargs, _ = _read(str(tmp_path / "b.png"))
+    assert kwargs["name"] == "b"
+    assert kwargs["metadata"]["nfdp_files"] == [
+        str(tmp_path / n) for n in ("a.png", "b.png", "c.png")
+    ]
+    assert kwargs["metadata"]["nfdp_index"] == 1
+
+
 def test_paths_without_images_are_not_ours(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "table.csv").write_text("a,b\n")
