@@ -6,7 +6,6 @@ A folder (or a list of paths) opens its first image; the layer metadata lists al
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from napari_nfdp.core.preprocess import ImageError, to_grey_float32
-from napari_nfdp.io.images import IMAGE_SUFFIXES, is_dicom, read_image
+from napari_nfdp.io.images import IMAGE_SUFFIXES, is_dicom, list_images, read_image
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
@@ -25,25 +24,13 @@ def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
     return _read if _image_files(path) else None
 
 
-def _natural_key(path: Path) -> tuple[list[Any], str]:
-    """Sort by name, "film" < "film2" < "film10": digit runs compare as numbers."""
-    parts = re.split(r"(\d+)", path.stem.lower())
-    return [int(part) if part.isdigit() else part for part in parts], path.suffix.lower()
-
-
-def _is_image_file(path: Path) -> bool:
-    if path.name.startswith(".") or not path.is_file():
-        return False
-    return path.suffix.lower() in IMAGE_SUFFIXES or (not path.suffix and is_dicom(path))
-
-
 def _image_files(path: str | Sequence[str]) -> list[Path]:
     """The image files a path names: itself, a folder's images (sorted), or those of a list."""
     if not isinstance(path, str | Path):
         return [file for item in path for file in _image_files(item)]
     path = Path(path)
     if path.is_dir():
-        return sorted((p for p in path.iterdir() if _is_image_file(p)), key=_natural_key)
+        return list_images(path)
     # A readable suffix with bad content is still ours: reading it gives a clear error.
     return [path] if path.suffix.lower() in IMAGE_SUFFIXES or is_dicom(path) else []
 

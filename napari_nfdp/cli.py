@@ -10,14 +10,12 @@ from pathlib import Path
 
 
 def iter_image_paths(paths: Sequence[str | Path]) -> Iterator[Path]:
-    """The image files named by ``paths``; folders contribute their images, sorted by name."""
-    from napari_nfdp.io.images import IMAGE_SUFFIXES
+    """The image files named by ``paths``; folders contribute their images in name order."""
+    from napari_nfdp.io.images import list_images
 
     for path in map(Path, paths):
         if path.is_dir():
-            yield from sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
+            yield from list_images(path)
         elif path.exists():
             yield path
         else:

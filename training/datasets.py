@@ -20,7 +20,7 @@ from PIL import Image
 
 from napari_nfdp.core.preprocess import apply_affine, block_matrix, block_reduce, to_grey_float32
 from napari_nfdp.io.annotations import SIDECAR_SUFFIX, find_sidecar, read_annotation
-from napari_nfdp.io.images import IMAGE_SUFFIXES, read_image, write_image
+from napari_nfdp.io.images import IMAGE_SUFFIXES, list_images, read_image, write_image
 
 ISBI_LANDMARKS = 19
 ISBI_SPACING = (0.1, 0.1)
@@ -101,10 +101,6 @@ def sample_from_array(
     return Sample(image=grey, landmarks=landmarks, spacing=spacing, name=name)
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def _split_names(split: str) -> tuple[str, ...]:
     """Folder names that may hold ``split`` (e.g. "train" finds "training" too)."""
     return next((names for names in SPLIT_ALIASES.values() if split in names), (split,))
@@ -139,7 +135,7 @@ def read_aasce(root: str | Path, split: str = "training") -> list[SampleSource]:
     has_csv = all((label_dir / n).is_file() for n in ("landmarks.csv", "filenames.csv"))
     table = _read_aasce_csv(label_dir) if has_csv else {}
     sources, missing = [], []
-    for path in _image_files(image_dir):
+    for path in list_images(image_dir):
         mat = label_dir / f"{path.name}.mat"
         if mat.is_file():
             landmarks = _read_p2(mat)
@@ -270,7 +266,7 @@ def read_isbi2015(root: str | Path, split: str = "training") -> list[SampleSourc
         image_dir = root / "RawImage" / folder
         if not image_dir.is_dir():
             raise FileNotFoundError(f"ISBI 2015 folder not found: {image_dir}")
-        for path in _image_files(image_dir):
+        for path in list_images(image_dir):
             labels = [
                 _read_isbi_txt(txt)
                 for txt in (
@@ -317,7 +313,7 @@ def read_hand(root: str | Path, split: str = "all") -> list[SampleSource]:
     """
     root = Path(root)
     image_dir = root / "images" if (root / "images").is_dir() else root
-    by_stem = {p.stem: p for p in _image_files(image_dir)}
+    by_stem = {p.stem: p for p in list_images(image_dir)}
     wanted = None if _split_names(split)[0] in _WHOLE else _split_ids(root, split)
     sources, missing = [], []
     for row, values in _numeric_rows(root / "all.csv", first=1):
@@ -367,7 +363,7 @@ def read_sidecars(
     folder = Path(folder)
     sources: list[SampleSource] = []
     names: tuple[str, ...] | None = None
-    for path in _image_files(folder):
+    for path in list_images(folder):
         sidecar = find_sidecar(path, annotation_folder)
         if sidecar is None:
             continue

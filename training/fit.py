@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -11,13 +12,14 @@ from napari_nfdp.core.schema import default_landmark_names
 from training.datasets import Sample, SampleSource, open_dataset
 from training.loop import ProgressFn, TrainConfig, train
 
+T = TypeVar("T")
+
 DEFAULT_MAX_SIDE = 1024  # images are kept in memory at most this large (2x the input)
 
 
-def split_validation(
-    sources: Sequence[SampleSource], fraction: float, seed: int
-) -> tuple[list[SampleSource], list[SampleSource]]:
-    """Seeded split of ``sources`` into (train, validation); at least one of each when possible."""
+def split_validation(sources: Sequence[T], fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """Seeded split of ``sources`` (or any items) into (train, validation); at least one of each
+    when possible."""
     n = len(sources)
     n_val = min(n - 1, max(1, round(n * fraction))) if n > 1 and fraction > 0 else 0
     order = np.random.default_rng(seed).permutation(n)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,24 @@ def is_dicom(path: str | Path) -> bool:
     except OSError:
         return False
     return len(header) == 132 and header[128:] == b"DICM"
+
+
+def _natural_key(path: Path) -> tuple[list[Any], str]:
+    """Sort by name, "film" < "film2" < "film10": digit runs compare as numbers."""
+    parts = re.split(r"(\d+)", path.stem.lower())
+    return [int(part) if part.isdigit() else part for part in parts], path.suffix.lower()
+
+
+def _is_image_file(path: Path) -> bool:
+    if path.name.startswith(".") or not path.is_file():
+        return False
+    return path.suffix.lower() in IMAGE_SUFFIXES or (not path.suffix and is_dicom(path))
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """The radiographs of a folder in natural name order (hidden files and subfolders skipped;
+    files without a suffix count when they are DICOM)."""
+    return sorted((p for p in Path(folder).iterdir() if _is_image_file(p)), key=_natural_key)
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
