@@ -64,6 +64,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         limit=args.limit,
         max_side=args.max_side,
         backbone_weights=args.backbone_weights,
+        init_checkpoint=args.init,
         resume=args.resume,
         progress=_print_progress,
     )
@@ -158,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     fit.add_argument("--max-side", type=int, default=1024)
     fit.add_argument("--backbone-weights", default=None, help="torchvision ResNet-18 state dict")
+    fit.add_argument(
+        "--init", default=None, help="start from this checkpoint's weights (fresh schedule)"
+    )
     fit.add_argument("--resume", action="store_true")
     fit.add_argument("--no-amp", action="store_true")
     fit.add_argument("--no-augment", action="store_true")

@@ -57,7 +57,7 @@ class AugmentConfig:
     low_contrast_min: float = 0.25  # contrast multiplied by U(low_contrast_min, 0.6)
     invert_prob: float = 0.2
     blur_prob: float = 0.2
-    blur_sigma_max: float = 1.5  # in network-input pixels
+    blur_sigma_max: float = 4.0  # in network-input pixels (about 0.8 % of a 512 height)
     noise_prob: float = 0.3
     noise_std_max: float = 0.05
 

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from napari_nfdp.core.checkpoint import load_checkpoint
 from napari_nfdp.core.schema import default_landmark_names
 from training.datasets import Sample, SampleSource, open_dataset
 from training.loop import ProgressFn, TrainConfig, train
@@ -45,6 +46,7 @@ def fit(
     limit: int | None = None,
     max_side: int = DEFAULT_MAX_SIDE,
     backbone_weights: str | Path | None = None,
+    init_checkpoint: str | Path | None = None,
     resume: bool = False,
     progress: ProgressFn | None = None,
 ) -> Path:
@@ -52,7 +54,9 @@ def fit(
 
     The validation set is ``val_data`` (its validation split), else the ``validation``
     split of ``data`` when it has one, else a seeded ``val_fraction`` of the training
-    images. The test split is never read here.
+    images. The test split is never read here. ``init_checkpoint`` starts from that
+    model's weights (network and flow) with a fresh schedule; its architecture must be
+    the one ``cfg`` describes.
     """
     cfg = cfg or TrainConfig()
     sources = list(open_dataset(data, split="training"))
@@ -78,14 +82,33 @@ def fit(
         "val_images": len(val_samples),
         "train_names": [s.name for s in train_samples][:1000],
     }
+    init = None
+    if init_checkpoint is not None:
+        init = _initial_weights(init_checkpoint, cfg, k)
+        summary["init_checkpoint"] = str(init_checkpoint)
     return train(
         cfg,
         train_samples,
         val_samples,
         out,
         landmark_names=default_landmark_names(k),
+        init=init,
         backbone_weights=backbone_weights,
         resume=resume,
         data_summary=summary,
         progress=progress,
     )
+
+
+def _initial_weights(
+    path: str | Path, cfg: TrainConfig, num_landmarks: int
+) -> tuple[dict, dict | None]:
+    """(network, flow) weights of the checkpoint at ``path``, checked against ``cfg``."""
+    base = load_checkpoint(path)
+    wanted = cfg.model_config(num_landmarks)
+    if base.config != wanted:
+        raise ValueError(
+            f"{path} is a {base.config} model; this run trains a {wanted} model. "
+            "Pass the checkpoint's variant, input size, fit fraction and pyramid fusion."
+        )
+    return base.model_state, base.flow_state

@@ -45,6 +45,25 @@ def test_fit_writes_a_self_describing_checkpoint(trained):
     assert len(log) == 2
 
 
+def test_fit_can_start_from_a_checkpoint(trained, tmp_path):
+    data, run = trained
+    base = load_checkpoint(run / "best.pt")
+    warm = tmp_path / "warm"
+    # A vanishing learning rate keeps the starting weights: validation must match the base's.
+    args = ["fit", "--data", str(data), "--out", str(warm), "--epochs", "1", "--lr", "1e-12"]
+    assert training_main([*args, "--init", str(run / "best.pt"), *TINY]) == 0
+    started = load_checkpoint(warm / "best.pt")
+    assert started.training["data"]["init_checkpoint"] == str(run / "best.pt")
+    assert started.metrics["val_mre_pct"] == pytest.approx(base.metrics["val_mre_pct"], rel=1e-3)
+
+
+def test_fit_refuses_a_checkpoint_of_another_architecture(trained, tmp_path, capsys):
+    data, run = trained
+    args = ["fit", "--data", str(data), "--out", str(tmp_path), "--init", str(run / "best.pt")]
+    assert training_main([*args, *TINY[:1], "96", "48", *TINY[3:]]) == 2
+    assert "input_size=(64, 32)" in capsys.readouterr().err
+
+
 def test_evaluate_reports_mre_sdr_and_cobb(trained, tmp_path, capsys):
     data, run = trained
     out = tmp_path / "report.json"
