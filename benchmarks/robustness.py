@@ -6,7 +6,10 @@ Each test image is perturbed at full resolution and its landmarks are moved with
 - Gaussian blur with a sigma given in percent of the image height;
 - rotation by +-angle about the image centre, on a canvas grown to keep the whole film;
 - shift by +-fraction of the height and of the width, the canvas grown by twice the shift so
-  the film stays whole and its centre moves by the shift.
+  the film stays whole and its centre moves by the shift;
+- low contrast: the intensity range squeezed to a fraction of itself about its middle and
+  re-quantised to 8 bits (so fewer grey levels are left);
+- inverted polarity (bone dark, as MONOCHROME1 films shown without their inversion).
 
 The sign of each rotation and shift is drawn once per image (seeded), so every level of a
 perturbation moves an image the same way. Errors are in percent of the original film height
@@ -48,7 +51,8 @@ SDR_RADII_PCT = (1.0, 2.0)
 
 @dataclass(frozen=True)
 class Perturbation:
-    """One perturbation kind ("clean", "noise", "blur", "rotation", "shift") at one level."""
+    """One perturbation kind ("clean", "noise", "blur", "rotation", "shift", "contrast",
+    "invert") at one level."""
 
     kind: str
     level: float = 0.0
@@ -61,6 +65,8 @@ class Perturbation:
             "blur": f"sigma {self.level:g} % of height",
             "rotation": f"+-{self.level:g} degrees",
             "shift": f"+-{self.level * 100:g} % of height and width",
+            "contrast": f"{self.level * 100:g} % of the range, 8 bits",
+            "invert": "inverted polarity",
         }[self.kind]
 
 
@@ -136,6 +142,13 @@ def perturb(
         offset = np.array(draw.shift_signs) * p.level * np.array([height, width])
         canvas = (math.ceil(height + 2 * abs(offset[0])), math.ceil(width + 2 * abs(offset[1])))
         return _place(image, landmarks, np.eye(2), canvas, offset)
+    if p.kind == "contrast":
+        low, high = float(image.min()), float(image.max())
+        unit = (image - low) / max(high - low, 1e-12)
+        squeezed = 0.5 + p.level * (unit - 0.5)
+        return np.round(squeezed * 255.0).astype(np.float32), landmarks
+    if p.kind == "invert":
+        return float(image.max()) + float(image.min()) - image, landmarks
     raise ValueError(f"unknown perturbation {p.kind!r}")
 
 
@@ -168,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[0.025, 0.05, 0.1],
         help="fractions of the height / width",
     )
+    parser.add_argument(
+        "--contrast",
+        type=float,
+        nargs="*",
+        default=[0.25, 0.1],
+        help="fractions of the intensity range kept (then 8-bit quantised)",
+    )
+    parser.add_argument("--no-invert", action="store_true", help="skip the inverted film")
     add_output_option(parser, "robustness")
     return parser
 
@@ -179,8 +200,10 @@ def main() -> None:
         raise ValueError("rotations must be at most 90 degrees")
     device = resolve_device(args.device)
     perturbations = [Perturbation("clean")]
-    for kind in ("noise", "blur", "rotation", "shift"):
+    for kind in ("noise", "blur", "rotation", "shift", "contrast"):
         perturbations += [Perturbation(kind, level) for level in getattr(args, kind)]
+    if not args.no_invert:
+        perturbations.append(Perturbation("invert"))
     localizer = Localizer.load(args.checkpoint, device=str(device))
     sources = list(open_dataset(args.data, split=args.split))[: args.limit]
     if not sources:
