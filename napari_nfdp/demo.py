@@ -59,6 +59,7 @@ def _wait(app, done, what: str) -> None:
 def run(image: Path, out: Path, offscreen: bool) -> int:
     """Open ``image`` in napari with the widget, detect, and write the results to ``out``."""
     import napari
+    from qtpy.QtGui import QTextDocument
     from qtpy.QtWidgets import QApplication
 
     from napari_nfdp.ui.widget import NFDPWidget
@@ -77,7 +78,9 @@ def run(image: Path, out: Path, offscreen: bool) -> int:
         return 1
     _wait(app, lambda: not widget.busy, "detection")
     print(widget.status.text())
-    print(widget.angles_label.text())
+    angles = QTextDocument()
+    angles.setHtml(widget.angles_label.text())  # the label is rich text; the terminal is not
+    print(angles.toPlainText())
     landmarks = widget.export_landmarks_csv(out / "landmarks.csv")
     report = widget.export_cobb_report(out / "cobb_angles.csv")
     shot = out / "screenshot.png"
