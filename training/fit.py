@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from napari_nfdp.core.checkpoint import load_checkpoint
+from napari_nfdp.core.checkpoint import Checkpoint, load_checkpoint
 from napari_nfdp.core.schema import default_landmark_names
 from training.datasets import Sample, SampleSource, open_dataset
 from training.loop import ProgressFn, TrainConfig, train
@@ -59,6 +59,8 @@ def fit(
     the one ``cfg`` describes.
     """
     cfg = cfg or TrainConfig()
+    # Read the starting model before the images, so a bad path fails at once.
+    base = load_checkpoint(init_checkpoint) if init_checkpoint is not None else None
     sources = list(open_dataset(data, split="training"))
     if limit is not None:
         sources = sources[:limit]
@@ -83,8 +85,8 @@ def fit(
         "train_names": [s.name for s in train_samples][:1000],
     }
     init = None
-    if init_checkpoint is not None:
-        init = _initial_weights(init_checkpoint, cfg, k)
+    if base is not None:
+        init = _initial_weights(base, init_checkpoint, cfg, k)
         summary["init_checkpoint"] = str(init_checkpoint)
     return train(
         cfg,
@@ -101,10 +103,9 @@ def fit(
 
 
 def _initial_weights(
-    path: str | Path, cfg: TrainConfig, num_landmarks: int
+    base: Checkpoint, path: str | Path, cfg: TrainConfig, num_landmarks: int
 ) -> tuple[dict, dict | None]:
-    """(network, flow) weights of the checkpoint at ``path``, checked against ``cfg``."""
-    base = load_checkpoint(path)
+    """(network, flow) weights of ``base`` (read from ``path``), checked against ``cfg``."""
     wanted = cfg.model_config(num_landmarks)
     if base.config != wanted:
         raise ValueError(
