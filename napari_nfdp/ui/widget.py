@@ -1230,7 +1230,7 @@ class NFDPWidget(QWidget):
         session.blocked = None
         session.unconfirmed = False
         stamp = datetime.now().strftime("%H:%M:%S")
-        self.save_label.setText(f"Saved {target.name} at {stamp}")
+        self.save_label.setText(f"Saved at {stamp}: {target.name}")
         self.save_label.setToolTip(str(target))
         if explicit:
             self._say(f"Saved {target}.")
