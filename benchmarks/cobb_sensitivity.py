@@ -29,8 +29,7 @@ from common import (
 )
 
 from napari_nfdp.core.localizer import Localizer, resolve_device
-from training.datasets import open_dataset
-from training.evaluate import ANGLES, Scoreboard
+from training.evaluate import ANGLES, Scoreboard, split_sources
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,9 +68,7 @@ def main() -> None:
     args = build_parser().parse_args()
     if args.repeats < 1 or any(level <= 0 for level in args.levels):
         raise ValueError("--repeats must be >= 1 and every level > 0")
-    sources = list(open_dataset(args.data, split=args.split))[: args.limit]
-    if not sources:
-        raise ValueError(f"no images in split {args.split!r} of {args.data}")
+    sources = split_sources(args.data, args.split, args.limit)
     samples = [source.load(max_side=None) for source in sources]
     device = resolve_device(args.device)
     localizer = Localizer.load(args.checkpoint, device=str(device))

@@ -43,8 +43,7 @@ from scipy import ndimage
 
 from napari_nfdp.core.localizer import Localizer, resolve_device
 from napari_nfdp.core.preprocess import apply_affine
-from training.datasets import open_dataset
-from training.evaluate import Scoreboard
+from training.evaluate import Scoreboard, split_sources
 
 SDR_RADII_PCT = (1.0, 2.0)
 
@@ -205,9 +204,7 @@ def main() -> None:
     if not args.no_invert:
         perturbations.append(Perturbation("invert"))
     localizer = Localizer.load(args.checkpoint, device=str(device))
-    sources = list(open_dataset(args.data, split=args.split))[: args.limit]
-    if not sources:
-        raise ValueError(f"no images in split {args.split!r} of {args.data}")
+    sources = split_sources(args.data, args.split, args.limit)
     scores = {p: Scoreboard() for p in perturbations}
     for index, source in enumerate(sources):
         sample = source.load(max_side=None)

@@ -13,7 +13,7 @@ import numpy as np
 from napari_nfdp.core.cobb import CobbError, cobb_angles
 from napari_nfdp.core.localizer import Localizer
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
-from training.datasets import open_dataset
+from training.datasets import SampleSource, open_dataset
 from training.metrics import radial_errors, sdr, smape
 
 ANGLES = ("pt", "mt", "tl")
@@ -110,6 +110,16 @@ class Scoreboard:
         return out
 
 
+def split_sources(
+    data: str | Path, split: str = "test", limit: int | None = None
+) -> list[SampleSource]:
+    """The first ``limit`` images (all when None) of ``split`` of ``data``; ValueError if none."""
+    sources = list(open_dataset(data, split=split))[:limit]
+    if not sources:
+        raise ValueError(f"no images in split {split!r} of {data}")
+    return sources
+
+
 def evaluate(
     checkpoint: str | Path | None,
     data: str | Path,
@@ -126,9 +136,7 @@ def evaluate(
     4 mm); SDR in percent of image height (1 and 2 %) is always reported.
     """
     loc = Localizer.load(checkpoint, device=device)
-    sources = list(open_dataset(data, split=split))[:limit]
-    if not sources:
-        raise ValueError(f"no images in split {split!r} of {data}")
+    sources = split_sources(data, split, limit)
     board = Scoreboard(radii_mm=tuple(radii) if radii else SDR_RADII_MM)
     rows = []
     for source in sources:
