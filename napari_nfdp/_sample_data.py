@@ -9,7 +9,7 @@ SAMPLE_SEED = 2000001  # the seed of sample_data/spine_synthetic_01.png; outside
 
 def sample_spine() -> list[tuple[Any, dict[str, Any], str]]:
     """A synthetic spine radiograph as a napari Image layer, scaled in mm."""
-    from napari_nfdp.core.synthetic import synthesize_spine
+    from napari_nfdp.simulator import synthesize_spine
 
     case = synthesize_spine(SAMPLE_SEED)
     meta = {"spacing": case.spacing, "source": f"synthetic spine, seed {SAMPLE_SEED}"}

@@ -41,8 +41,8 @@ def _sample_image(out: Path) -> Path:
     if SAMPLE.is_file():
         return SAMPLE
     from napari_nfdp._sample_data import SAMPLE_SEED
-    from napari_nfdp.core.synthetic import synthesize_spine
     from napari_nfdp.io.images import write_image
+    from napari_nfdp.simulator import synthesize_spine
 
     return write_image(out / SAMPLE.name, synthesize_spine(SAMPLE_SEED).image)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_nfdp.core.preprocess import to_grey_float32
-from napari_nfdp.core.synthetic import synthesize_spine
+from napari_nfdp.simulator import synthesize_spine
 from training.datasets import Sample
 
 SMALL_SHAPE = (256, 128)

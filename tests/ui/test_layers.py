@@ -7,7 +7,7 @@ from napari.layers import Image
 
 from napari_nfdp.core.cobb import cobb_angles
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES, generic_landmark_names
-from napari_nfdp.core.synthetic import synthesize_spine
+from napari_nfdp.simulator import synthesize_spine
 from napari_nfdp.ui.layers import (
     REVIEW_BORDER,
     cobb_lines,

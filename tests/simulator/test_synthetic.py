@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_nfdp.core.cobb import cobb_angles
-from napari_nfdp.core.synthetic import SyntheticRadiograph, synthesize_spine
+from napari_nfdp.simulator import SyntheticRadiograph, synthesize_spine
 
 SMALL = (512, 256)
 
