@@ -28,6 +28,7 @@ from napari_nfdp.core.checkpoint import DEFAULT_MODEL_PATH, load_checkpoint
 from napari_nfdp.core.schema import default_landmark_names
 from training.datasets import Sample, SampleSource, open_dataset
 from training.evaluate import evaluate
+from training.events import EpochDone, ProgressEvent
 from training.fit import DEFAULT_MAX_SIDE, load_samples, split_validation
 from training.loop import TrainConfig, train
 
@@ -250,12 +251,12 @@ def _schedule(train_config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in train_config.items() if k not in ("device", "num_workers")}
 
 
-def _epoch_printer(name: str) -> Callable[[dict[str, Any]], None]:
-    def progress(event: dict[str, Any]) -> None:
-        if event.get("event") == "epoch":
+def _epoch_printer(name: str) -> Callable[[ProgressEvent], None]:
+    def progress(event: ProgressEvent) -> None:
+        if isinstance(event, EpochDone):
             log(
-                f"[{name}] epoch {event['epoch']}/{event['epochs']} loss {event['loss']:.3f} "
-                f"val MRE {event['val_mre_pct']:.3f} % of height ({event['seconds']:.1f} s)"
+                f"[{name}] epoch {event.epoch}/{event.epochs} loss {event.loss:.3f} "
+                f"val MRE {event.val_mre_pct:.3f} % of height ({event.seconds:.1f} s)"
             )
 
     return progress

@@ -46,7 +46,8 @@ from napari_nfdp.core.localizer import Localizer, resolve_device
 from napari_nfdp.core.network import LandmarkNet, ModelConfig
 from napari_nfdp.core.preprocess import prepare_input
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
-from napari_nfdp.core.synthetic import synthesize_spine
+from napari_nfdp.simulator import synthesize_spine
+from training.events import ProgressEvent, Started
 from training.finetune import finetune
 from training.flow import RealNVP
 from training.loop import NFDPModel, training_step
@@ -177,9 +178,9 @@ def bench_finetune(
     cases = [synthesize_spine(seed + 5000 + i) for i in range(n_images)]
     schedule: dict[str, Any] = {}
 
-    def progress(event: dict[str, Any]) -> None:
-        if event.get("event") == "start":
-            schedule.update(epochs=event["epochs"], steps_per_epoch=event["steps_per_epoch"])
+    def progress(event: ProgressEvent) -> None:
+        if isinstance(event, Started):
+            schedule.update(epochs=event.epochs, steps_per_epoch=event.steps_per_epoch)
 
     with tempfile.TemporaryDirectory(prefix="nfdp-speed-") as tmp:
         base = description["path"]

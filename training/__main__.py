@@ -7,23 +7,22 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from training.augment import AugmentConfig
+from training.events import Baseline, EpochDone, ProgressEvent, Started
 
 
-def _print_progress(event: dict[str, Any]) -> None:
-    kind = event.get("event")
-    if kind == "start":
-        print(f"run {event['run_id']}: {event['epochs']} epochs x {event['steps_per_epoch']} steps")
-    elif kind == "baseline":
-        print(f"before fine-tuning: validation MRE {event['val_mre_pct']:.3f} % of height")
-    elif kind == "epoch":
-        flag = " *" if event["best"] else ""
+def _print_progress(event: ProgressEvent) -> None:
+    if isinstance(event, Started):
+        print(f"run {event.run_id}: {event.epochs} epochs x {event.steps_per_epoch} steps")
+    elif isinstance(event, Baseline):
+        print(f"before fine-tuning: validation MRE {event.val_mre_pct:.3f} % of height")
+    elif isinstance(event, EpochDone):
+        flag = " *" if event.best else ""
         print(
-            f"epoch {event['epoch']:>4}/{event['epochs']}  loss {event['loss']:9.3f}  "
-            f"val MRE {event['val_mre_pct']:7.3f} % of height  lr {event['lr']:.2e}  "
-            f"{event['seconds']:6.1f} s{flag}",
+            f"epoch {event.epoch:>4}/{event.epochs}  loss {event.loss:9.3f}  "
+            f"val MRE {event.val_mre_pct:7.3f} % of height  lr {event.lr:.2e}  "
+            f"{event.seconds:6.1f} s{flag}",
             flush=True,
         )
 
@@ -71,23 +70,55 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     print(f"best checkpoint: {best}")
 
 
-def _cmd_finetune(args: argparse.Namespace) -> None:
-    from training.datasets import open_dataset
-    from training.finetune import finetune
+def _finetune_images(paths: Sequence[str]) -> list[Path]:
+    """The images of the given folders (natural order) and image files."""
+    from napari_nfdp.io.images import list_images
 
-    samples = [s.load(max_side=None) for s in open_dataset(args.data, split=args.split)]
-    best = finetune(
-        args.checkpoint,
-        [s.image for s in samples],
-        [s.landmarks for s in samples],
-        args.out,
+    images: list[Path] = []
+    for name in paths:
+        path = Path(name).expanduser()
+        if path.is_dir():
+            images += list_images(path)
+        elif path.is_file():
+            images.append(path)
+        else:
+            raise FileNotFoundError(f"no such image folder or file: {path}")
+    return images
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from napari_nfdp.core.registry import ModelRegistry
+    from training.finetune import finetune_and_publish
+
+    if args.no_publish and not args.out:
+        raise ValueError("--no-publish needs --out, the folder the candidate checkpoint goes to")
+    annotations = args.annotations
+    if annotations is None and len(args.data) == 1:  # the sidecar-dataset layout fit reads
+        sub = Path(args.data[0]).expanduser() / "annotations"
+        annotations = sub if sub.is_dir() else None
+    registry = ModelRegistry.default()
+    result = finetune_and_publish(
+        registry,
+        args.base,
+        _finetune_images(args.data),
+        annotations,
         epochs=args.epochs,
+        device=args.device,
         progress=_print_progress,
+        publish=not args.no_publish,
+        out=args.out,
         replay=args.replay,
         seed=args.seed,
-        device=args.device,
     )
-    print(f"fine-tuned checkpoint: {best}")
+    if result.status == "failed":
+        print(f"error: {result.message}", file=sys.stderr)
+        return 2
+    print(result.message)
+    if result.version is not None:
+        print(f"model registry {registry.root}: selected {result.version.id}")
+    if result.checkpoint is not None:
+        print(f"fine-tuned checkpoint: {result.checkpoint}")
+    return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -109,7 +140,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_synth(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from napari_nfdp.core.synthetic import synthesize_spine
+    from napari_nfdp.simulator import synthesize_spine
     from training.datasets import write_aasce
 
     def cases():
@@ -169,11 +200,43 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(fit)
     fit.set_defaults(func=_cmd_fit)
 
-    ft = sub.add_parser("finetune", help="refit a checkpoint on corrected annotations")
-    ft.add_argument("--checkpoint", default=None, help="base checkpoint (default: bundled model)")
-    ft.add_argument("--data", required=True)
-    ft.add_argument("--split", default="training")
-    ft.add_argument("--out", required=True)
+    ft = sub.add_parser(
+        "finetune",
+        help="refit a model on human-corrected sidecars and publish it into the model registry",
+        description="Fine-tune on the images whose sidecar (<image>.nfdp.json) holds points a "
+        "person placed or moved (model output nobody corrected is not used), as the dock "
+        "widget's button does, and publish the result into the model registry "
+        "($NAPARI_NFDP_HOME/models, default ~/.napari-nfdp/models) when its validation error "
+        "is not worse.",
+    )
+    ft.add_argument(
+        "--data", required=True, nargs="+", help="image folder(s) or files with their sidecars"
+    )
+    ft.add_argument(
+        "--annotations",
+        default=None,
+        help="folder searched for sidecars first, then next to each image (default: the "
+        "annotations/ sub-folder of a single --data folder, if any)",
+    )
+    ft.add_argument(
+        "--base",
+        "--checkpoint",
+        dest="base",
+        default=None,
+        help="registry version id (v3, bundled) or checkpoint file to start from "
+        "(default: the registry's selected version)",
+    )
+    ft.add_argument(
+        "--out",
+        default=None,
+        help="run folder kept for the candidate (OUT/best.pt); needed with --no-publish "
+        "(default: a temporary folder)",
+    )
+    ft.add_argument(
+        "--no-publish",
+        action="store_true",
+        help="only write the candidate to --out; leave the model registry unchanged",
+    )
     ft.add_argument("--replay", type=int, default=0, help="synthetic replay cases")
     _add_train_options(ft)
     ft.set_defaults(func=_cmd_finetune)
@@ -210,11 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

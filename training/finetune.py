@@ -1,8 +1,19 @@
-"""Few-image refit of a trained model on a user's corrected annotations (the GUI's button)."""
+"""Few-image refit of a trained model on a user's corrected annotations.
+
+:func:`finetune` refits a checkpoint on images and landmarks. :func:`finetune_and_publish` is
+the one path of the dock widget's button and ``python -m training finetune``: it keeps only
+human-corrected sidecars (:mod:`napari_nfdp.io.corrections`), fine-tunes the base model in a
+run folder and publishes the candidate into the model registry when validation did not get
+worse.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,17 +21,24 @@ import numpy as np
 
 from napari_nfdp.core.checkpoint import DEFAULT_MODEL_PATH, load_checkpoint, update_metrics
 from napari_nfdp.core.localizer import resolve_device
+from napari_nfdp.core.registry import ModelRegistry, ModelVersion, RegistryError
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
+from napari_nfdp.io.corrections import find_corrections, read_corrections
 from training.datasets import Sample, sample_from_array
+from training.events import Baseline, Done, FinetuneResult, Loading
 from training.fit import DEFAULT_MAX_SIDE, split_validation
-from training.loop import ProgressFn, StopFn, TrainConfig, train, validate
+from training.loop import ProgressFn, StopFn, TrainConfig, TrainingCancelled, train, validate
+
+__all__ = ["FinetuneResult", "finetune", "finetune_and_publish", "resolve_base"]
+
+logger = logging.getLogger(__name__)
 
 FINETUNE_STEPS = 60  # default optimisation steps when ``epochs`` is not given
 FINETUNE_LR = 2e-4
 
 
 def _replay_samples(n: int, seed: int) -> list[Sample]:
-    from napari_nfdp.core.synthetic import synthesize_spine
+    from napari_nfdp.simulator import synthesize_spine
 
     return [
         sample_from_array(c.image, c.landmarks, f"replay-{c.seed}", DEFAULT_MAX_SIDE)
@@ -91,7 +109,7 @@ def finetune(
     net = base.build_model().to(resolve_device(device))
     before = validate(net, val_samples, base.config, next(net.parameters()).device).mre_pct
     if progress is not None:
-        progress({"event": "baseline", "val_mre_pct": before, "holdout_images": len(val_idx)})
+        progress(Baseline(val_mre_pct=before, holdout_images=len(val_idx)))
     best = train(
         cfg,
         train_samples,
@@ -120,5 +138,195 @@ def finetune(
         },
     )
     if progress is not None:
-        progress({"event": "done", "val_mre_pct_before": before, "val_mre_pct_after": after})
+        progress(Done(val_mre_pct_before=before, val_mre_pct_after=after))
     return best
+
+
+def _plural(n: int, word: str = "image") -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return text if text else type(error).__name__
+
+
+def resolve_base(
+    registry: ModelRegistry, base: ModelVersion | str | Path | None
+) -> tuple[Path, ModelVersion | None]:
+    """The checkpoint to start from and its registry version (None for an outside file).
+
+    ``base`` is a :class:`ModelVersion`, a registry version id ("v3", "bundled"), a checkpoint
+    file (a registry version when it is one of the registry's files), or None for the
+    registry's selected version. Raises ValueError when it is none of these.
+    """
+    if base is None:
+        version = registry.selected()
+        return version.path, version
+    if isinstance(base, ModelVersion):
+        return base.path, base
+    if isinstance(base, str):
+        with contextlib.suppress(KeyError):
+            version = registry.get(base)
+            return version.path, version
+    path = Path(base).expanduser()
+    if not path.is_file():
+        known = ", ".join(v.id for v in registry.versions())
+        raise ValueError(
+            f"{base}: neither a model version of the registry {registry.root} "
+            f"(known: {known}) nor a checkpoint file"
+        )
+    with contextlib.suppress(RegistryError):  # an outside file needs no readable registry
+        for version in registry.versions():
+            if version.path.resolve() == path.resolve():
+                return version.path, version
+    return path, None
+
+
+def finetune_and_publish(
+    registry: ModelRegistry,
+    base: ModelVersion | str | Path | None,
+    images: Sequence[str | Path],
+    annotation_folder: str | Path | None = None,
+    *,
+    epochs: int | None = None,
+    device: str | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    publish: bool = True,
+    out: str | Path | None = None,
+    replay: int = 0,
+    seed: int = 0,
+) -> FinetuneResult:
+    """Fine-tune ``base`` on the human corrections among ``images`` and publish the result.
+
+    Sidecars are looked up in ``annotation_folder`` first, then next to each image; only those
+    :func:`~napari_nfdp.io.corrections.find_corrections` accepts are used. ``base`` is resolved
+    by :func:`resolve_base` (None: the registry's selected version). Training runs in ``out``
+    (kept, the candidate is ``out/best.pt``) or in a temporary folder that is removed. With
+    ``publish`` the candidate goes through :meth:`ModelRegistry.publish` (kept only if
+    validation did not get worse); without it the registry is not changed. ``progress``
+    receives :mod:`training.events` (``Loading`` while images are read); ``should_stop`` is
+    polled between image reads and optimisation steps. Never raises for a failed fine-tune:
+    the result's status says "failed" and the traceback is logged. ValueError when neither
+    ``publish`` nor ``out`` would keep the candidate.
+    """
+    if not publish and out is None:
+        raise ValueError("without publishing, the candidate needs a run folder (out) to stay in")
+    base_id = getattr(base, "id", None) or str(base or "the selected model")
+    try:
+        return _finetune_and_publish(
+            registry,
+            base,
+            images,
+            annotation_folder,
+            epochs=epochs,
+            device=device,
+            progress=progress,
+            should_stop=should_stop,
+            publish=publish,
+            out=out,
+            replay=replay,
+            seed=seed,
+        )
+    except TrainingCancelled:
+        kept = f"; kept {base_id}" if publish else ""
+        return FinetuneResult("cancelled", f"Fine-tuning cancelled{kept}.")
+    except Exception as error:  # noqa: BLE001 - a failed fine-tune is a result, not a crash
+        logger.exception("fine-tuning %s failed", base_id)
+        return FinetuneResult("failed", f"Fine-tuning failed: {_describe(error)}")
+
+
+def _finetune_and_publish(
+    registry: ModelRegistry,
+    base: ModelVersion | str | Path | None,
+    images: Sequence[str | Path],
+    annotation_folder: str | Path | None,
+    *,
+    epochs: int | None,
+    device: str | None,
+    progress: ProgressFn | None,
+    should_stop: StopFn | None,
+    publish: bool,
+    out: str | Path | None,
+    replay: int,
+    seed: int,
+) -> FinetuneResult:
+    stop = should_stop or (lambda: False)
+    base_path, version = resolve_base(registry, base)
+    if publish and version is None:
+        return FinetuneResult(
+            "failed",
+            f"{base_path.name} is not a model version of the registry {registry.root}, so a "
+            "model fine-tuned from it cannot be published there: add it to the registry first, "
+            "or fine-tune without publishing.",
+        )
+    names = load_checkpoint(base_path).landmark_names
+    corrections, notes = find_corrections(images, annotation_folder, names)
+
+    def loading(index: int, total: int) -> None:
+        if progress is not None:
+            progress(Loading(index=index, total=total))
+
+    data = read_corrections(corrections, progress=loading, should_stop=stop)
+    notes += data.notes
+    if data.cancelled:
+        raise TrainingCancelled("stopped while reading the corrected images")
+    if not data.images:
+        hint = f" ({'; '.join(notes)})" if notes else ""
+        n_seen = len(set(map(Path, images)))
+        return FinetuneResult(
+            "failed",
+            f"No corrected images to learn from among {_plural(n_seen)}: only annotations "
+            "with points a person placed or moved count (drag wrong points into place; they "
+            f"are saved automatically), then fine-tune.{hint}",
+            notes=tuple(notes),
+        )
+    n_images = len(data.images)
+    run = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="nfdp-finetune-"))
+    try:
+        candidate = finetune(
+            base_path,
+            data.images,
+            data.landmarks,
+            run,
+            epochs=epochs,
+            progress=progress,
+            should_stop=should_stop,
+            replay=replay,
+            seed=seed,
+            device=device,
+        )
+        if stop():
+            raise TrainingCancelled("stopped after the last step")
+        metrics = dict(load_checkpoint(candidate).metrics)
+        if publish and version is not None:
+            published, reason = registry.publish(
+                candidate, parent=version.id, n_images=n_images, metrics=metrics
+            )
+        else:
+            published = None
+            before = float(metrics.get("val_mre_pct_before", math.nan))
+            after = float(metrics.get("val_mre_pct_after", math.nan))
+            reason = (
+                f"wrote {candidate} (validation MRE {before:.2f} % -> {after:.2f} %); "
+                "not published, the model registry is unchanged"
+            )
+    finally:
+        if out is None:
+            shutil.rmtree(run, ignore_errors=True)
+    status = "published" if published is not None else "kept"
+    message = f"Fine-tuned on {_plural(n_images)}: {reason}."
+    if notes:
+        message += " (" + "; ".join(notes) + ")"
+    if published is not None:
+        logger.info("published %s: %s fine-tuned on %s", published.id, base_path, _plural(n_images))
+    return FinetuneResult(
+        status,
+        message,
+        published,
+        metrics,
+        n_images,
+        checkpoint=candidate if out is not None else None,
+        notes=tuple(notes),
+    )

@@ -13,7 +13,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,11 +31,9 @@ from napari_nfdp.core.network import LandmarkNet, ModelConfig
 from napari_nfdp.core.preprocess import fit_matrix
 from training.augment import AugmentConfig, augment
 from training.datasets import Sample
+from training.events import EpochDone, ProgressFn, Started, Step, StopFn
 from training.flow import RealNVP
 from training.losses import make_loss
-
-ProgressFn = Callable[[dict[str, Any]], None]
-StopFn = Callable[[], bool]
 
 
 class TrainingCancelled(RuntimeError):
@@ -322,7 +320,8 @@ def train(
 
     ``init`` is (model_state, flow_state) to start from (fine-tuning). The run folder
     holds ``config.json``, ``log.jsonl``, ``best.pt`` and, with ``keep_resume_state``,
-    ``last.pt`` (weights + optimizer, for ``resume``).
+    ``last.pt`` (weights + optimizer, for ``resume``). ``progress`` receives
+    :mod:`training.events` (``Started``, then ``Step`` and ``EpochDone``) on the main rank.
     """
     if not train_samples:
         raise ValueError("no training images")
@@ -380,7 +379,7 @@ def train(
     calibration = [train_samples[i] for i in _calibration_indices(len(train_samples), cfg.seed)]
     steps = _split_batches(len(train_samples), cfg.batch_size, world)
     emit = progress if (progress is not None and world.is_main) else (lambda event: None)
-    emit({"event": "start", "run_id": run_id, "epochs": epochs, "steps_per_epoch": steps})
+    emit(Started(run_id=run_id, epochs=epochs, steps_per_epoch=steps))
     for epoch in range(start_epoch, epochs):
         data.epoch = epoch + 1000 * world.rank
         model.train()
@@ -390,7 +389,7 @@ def train(
                 raise TrainingCancelled(f"training stopped at epoch {epoch + 1}, step {step}")
             batch = (images.to(device), target.to(device), visible.to(device))
             losses.append(training_step(ddp_model, optimizer, scaler, batch, use_amp))
-            emit({"event": "step", "epoch": epoch + 1, "step": step + 1, "loss": losses[-1]})
+            emit(Step(epoch=epoch + 1, step=step + 1, loss=losses[-1]))
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         recalibrate_batchnorm(net, calibration, model_config, device, cfg.batch_size)
@@ -430,7 +429,7 @@ def train(
                 _save_last(last_path, model, optimizer, scheduler, scaler, epoch, best, run_id)
             with (out / "log.jsonl").open("a") as log:
                 log.write(json.dumps(record) + "\n")
-        emit({"event": "epoch", **record})
+        emit(EpochDone(**record))
     if world.enabled:
         dist.barrier()
     return best_path

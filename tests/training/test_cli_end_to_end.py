@@ -11,6 +11,7 @@ from napari_nfdp import Localizer
 from napari_nfdp.core.checkpoint import load_checkpoint
 from training.__main__ import main as training_main
 from training.datasets import open_dataset
+from training.events import Baseline, Done, EpochDone
 from training.finetune import finetune
 from training.loop import TrainingCancelled
 
@@ -115,8 +116,10 @@ def test_finetune_reports_before_and_after(trained, tmp_path):
     metrics = load_checkpoint(best).metrics
     assert metrics["holdout_images"] == 1 and metrics["corrected_images"] == 3
     assert np.isfinite(metrics["val_mre_pct_before"]) and np.isfinite(metrics["val_mre_pct_after"])
-    kinds = [e["event"] for e in events]
-    assert kinds[0] == "baseline" and kinds[-1] == "done" and "epoch" in kinds
+    assert isinstance(events[0], Baseline) and events[0].holdout_images == 1
+    assert isinstance(events[-1], Done)
+    assert events[-1].val_mre_pct_after == pytest.approx(metrics["val_mre_pct_after"])
+    assert any(isinstance(e, EpochDone) for e in events)
     Localizer.load(best).predict(samples[0].image)
 
 

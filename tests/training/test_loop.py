@@ -12,6 +12,7 @@ from napari_nfdp.core.checkpoint import load_checkpoint
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 from tests.conftest import TINY_INPUT
 from training.augment import AugmentConfig
+from training.events import EpochDone, Started, Step
 from training.loop import TrainConfig, TrainingCancelled, train, validate
 
 
@@ -35,11 +36,13 @@ def test_overfit_drives_training_mre_down(small_samples, tmp_path):
         landmark_names=SPINE_LANDMARK_NAMES,
         progress=events.append,
     )
-    epochs = [e for e in events if e["event"] == "epoch"]
+    assert isinstance(events[0], Started) and events[0].epochs == 40
+    assert isinstance(events[1], Step) and (events[1].epoch, events[1].step) == (1, 1)
+    epochs = [e for e in events if isinstance(e, EpochDone)]
     assert len(epochs) == 40
-    first, final = epochs[0]["val_mre_pct"], min(e["val_mre_pct"] for e in epochs)
+    first, final = epochs[0].val_mre_pct, min(e.val_mre_pct for e in epochs)
     assert final < 0.5 * first, (first, final)
-    assert epochs[-1]["loss"] < epochs[0]["loss"]
+    assert epochs[-1].loss < epochs[0].loss
     ckpt = load_checkpoint(best)
     assert ckpt.metrics["val_mre_pct"] == pytest.approx(final)
     net = ckpt.build_model()
@@ -85,8 +88,8 @@ def test_missing_landmarks_are_skipped(small_samples, tmp_path):
         landmark_names=SPINE_LANDMARK_NAMES,
         progress=events.append,
     )
-    epoch = next(e for e in events if e["event"] == "epoch")
-    assert np.isfinite(epoch["loss"]) and np.isfinite(epoch["val_mre_pct"])
+    epoch = next(e for e in events if isinstance(e, EpochDone))
+    assert np.isfinite(epoch.loss) and np.isfinite(epoch.val_mre_pct)
 
 
 def test_should_stop_cancels_between_steps(small_samples, tmp_path):

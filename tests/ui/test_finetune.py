@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 import training.finetune
 from napari_nfdp.core.checkpoint import load_checkpoint, update_metrics
-from napari_nfdp.io.annotations import read_annotation, sidecar_path
+from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
+from napari_nfdp.io.annotations import Annotation, read_annotation, sidecar_path, write_annotation
+from napari_nfdp.simulator import synthesize_spine
+from tests.conftest import SMALL_SHAPE
 from tests.ui.conftest import (
     WAIT_MS,
     detect_and_wait,
@@ -14,6 +19,7 @@ from tests.ui.conftest import (
     write_corrections,
     write_spine_folder,
 )
+from training.events import Baseline, Done, EpochDone, Loading, Started, Step
 
 
 @pytest.fixture
@@ -39,12 +45,12 @@ def _force_validation(monkeypatch, change_pct: float) -> None:
     monkeypatch.setattr(training.finetune, "finetune", finetune)
 
 
-def _record_progress(widget, monkeypatch) -> list[dict]:
+def _record_progress(widget, monkeypatch) -> list[object]:
     """The progress events the widget receives (on the GUI thread)."""
-    events: list[dict] = []
+    events: list[object] = []
     shown = widget._on_finetune_progress
 
-    def record(event: dict) -> None:
+    def record(event: object) -> None:
         events.append(event)
         shown(event)
 
@@ -68,7 +74,11 @@ def test_finetune_publishes_a_better_model_and_detect_uses_it(corrected, monkeyp
     _force_validation(monkeypatch, -0.5)
     assert widget.model_combo.count() == 2  # bundled default + the tiny model (v1)
     events, outcomes = _run(qtbot, widget, monkeypatch)
-    assert any(e["event"] == "epoch" for e in events)  # progress reached the GUI thread
+    # typed progress events reached the GUI thread, in order
+    kinds = [type(e) for e in events]
+    assert kinds[:3] == [Loading] * 3 and kinds[3] is Baseline
+    assert {Baseline, Started, Step, EpochDone, Done} <= set(kinds)
+    assert kinds[-1] is Done
     assert outcomes[0].status == "published" and outcomes[0].n_images == 3
     assert widget.model_combo.count() == 3
     assert widget.model_combo.currentData() == "v2"
@@ -97,11 +107,11 @@ def test_cancel_stops_a_running_finetune(corrected, monkeypatch, qtbot):
     widget.epochs_spin.setValue(200)
     events = _record_progress(widget, monkeypatch)
     widget.finetune()
-    qtbot.waitUntil(lambda: any(e["event"] == "step" for e in events), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: any(isinstance(e, Step) for e in events), timeout=WAIT_MS)
     assert not widget.finetune_bar.isHidden() and "Epoch" in widget.finetune_bar.format()
     widget.cancel_finetune()
     qtbot.waitUntil(lambda: widget.finetune_job is None, timeout=WAIT_MS)
-    assert sum(e["event"] == "epoch" for e in events) < 20
+    assert sum(isinstance(e, EpochDone) for e in events) < 20
     assert "cancelled" in widget.status.text() and "kept v1" in widget.status.text()
     assert widget.registry.selected().id == "v1" and widget.model_combo.count() == 2
     assert widget.finetune_button.isEnabled() and not widget.cancel_button.isEnabled()
@@ -114,3 +124,61 @@ def test_finetune_without_corrections_explains(widget, tmp_path, qtbot):
     widget.finetune()
     qtbot.waitUntil(lambda: widget.finetune_job is None, timeout=WAIT_MS)
     assert "No corrected images" in widget.status.text()
+
+
+def test_finetune_uses_only_human_corrections_and_skips_bad_sidecars(
+    widget, tmp_path, monkeypatch, qtbot
+):
+    """Model output nobody touched is not learnt from; a broken sidecar is named, not fatal."""
+    folder = tmp_path / "mixed"
+    films = write_spine_folder(folder, seeds=(101, 102, 103, 104, 105))
+    write_corrections(films[:3], seeds=(101, 102, 103))
+    case = synthesize_spine(104, shape=SMALL_SHAPE)
+    write_annotation(
+        sidecar_path(films[3]),
+        Annotation(
+            image_name=films[3].name,
+            image_shape=case.image.shape,
+            landmark_names=SPINE_LANDMARK_NAMES,
+            points=case.landmarks,
+            source=["model"] * len(SPINE_LANDMARK_NAMES),
+        ),
+    )
+    sidecar_path(films[4]).write_text('{"a":' * 5000)
+    open_and_wait(qtbot, widget, folder)
+    widget.epochs_spin.setValue(1)
+    _force_validation(monkeypatch, -0.5)
+    _, outcomes = _run(qtbot, widget, monkeypatch)
+    assert outcomes[0].status == "published", outcomes[0].message
+    assert outcomes[0].n_images == 3 and widget.registry.selected().n_images == 3
+    assert "skipped film5.png.nfdp.json" in outcomes[0].message
+    assert "film4" not in outcomes[0].message
+
+
+def test_failed_finetune_logs_the_traceback(corrected, monkeypatch, qtbot, caplog):
+    widget, _ = corrected
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the accelerator fell over")
+
+    monkeypatch.setattr(training.finetune, "finetune", broken)
+    with caplog.at_level(logging.ERROR):
+        _, outcomes = _run(qtbot, widget, monkeypatch)
+    assert outcomes[0].status == "failed"
+    assert "the accelerator fell over" in widget.status.text()
+    logged = [r for r in caplog.records if r.name == "training.finetune" and r.exc_info]
+    assert logged and "the accelerator fell over" in str(logged[0].exc_info[1])
+    assert widget.registry.selected().id == "v1"
+
+
+def test_job_logs_an_error_outside_the_shared_path(corrected, monkeypatch, qtbot, caplog):
+    widget, _ = corrected
+
+    def broken(*args, **kwargs):
+        raise ImportError("training is not installed")
+
+    monkeypatch.setattr(training.finetune, "finetune_and_publish", broken)
+    with caplog.at_level(logging.ERROR):
+        _, outcomes = _run(qtbot, widget, monkeypatch)
+    assert outcomes[0].status == "failed" and "not installed" in outcomes[0].message
+    assert any(r.name == "napari_nfdp.ui.jobs" and r.exc_info for r in caplog.records)
