@@ -7,6 +7,12 @@ import csv
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from napari_nfdp.core.detection import Detection
 
 
 def iter_image_paths(paths: Sequence[str | Path]) -> Iterator[Path]:
@@ -23,12 +29,40 @@ def iter_image_paths(paths: Sequence[str | Path]) -> Iterator[Path]:
 
 
 def _header(names: Sequence[str]) -> list[str]:
-    cols = ["image", "status", "height", "width", "curve_type"]
-    for angle in ("PT", "MT", "TL"):
-        cols += [angle, f"{angle}_ends"]
+    from napari_nfdp.io.report import REPORT_COLUMNS
+
+    cols = [*REPORT_COLUMNS, "height", "width"]
     for name in names:
-        cols += [f"{name}_row", f"{name}_col", f"{name}_sigma"]
+        cols += [f"{name}_{what}" for what in ("row", "col", "row_mm", "col_mm", "sigma")]
     return cols
+
+
+def _status(detection: Detection) -> str:
+    if detection.error:
+        return f"error: {detection.error}"
+    if detection.doubt:
+        return f"implausible: {detection.doubt}"
+    if detection.cobb is None and detection.cobb_note:
+        return detection.cobb_note.rstrip(".")[:1].lower() + detection.cobb_note.rstrip(".")[1:]
+    return "ok"
+
+
+def _row(path: Path, detection: Detection, spacing: Sequence[float] | None) -> list[object]:
+    """The CSV row of one film: the report cells, its size, then every landmark."""
+    from napari_nfdp.io.report import report_row
+
+    row = report_row(
+        str(path), _status(detection), detection.cobb, spacing=spacing, model=detection.model_id
+    )
+    pred = detection.prediction
+    if pred is None:
+        return row
+    row += [*detection.image_shape]
+    scale = np.asarray(spacing, dtype=float) if spacing else None
+    for point, sigma in zip(pred.landmarks, pred.sigma.mean(axis=1), strict=True):
+        mm = [f"{v:.4f}" for v in point * scale] if scale is not None else ["", ""]
+        row += [f"{point[0]:.2f}", f"{point[1]:.2f}", *mm, f"{sigma:.2f}"]
+    return row
 
 
 def detect(
@@ -42,52 +76,42 @@ def detect(
 ) -> int:
     """Detect landmarks (and Cobb angles for spine models) on every image; return the failures.
 
-    Each image becomes one CSV row; an image that cannot be read or analysed gets its
-    error in the ``status`` column instead of stopping the batch.
+    Each image becomes one CSV row through the same detect path as the GUI (blank check,
+    prediction, plausibility, Cobb); an image that cannot be read or analysed gets its error
+    in the ``status`` column instead of stopping the batch, an implausible one
+    ``implausible: <why>`` and no angles.
     """
     from tqdm import tqdm
 
     from napari_nfdp.core.atomic import atomic_write
-    from napari_nfdp.core.cobb import CobbError, cobb_angles
+    from napari_nfdp.core.detection import detect as detect_film
     from napari_nfdp.core.localizer import Localizer, needs_review
-    from napari_nfdp.core.schema import vertebra_range
     from napari_nfdp.io.images import read_image, write_image
     from napari_nfdp.io.overlay import render_overlay
 
     files = list(iter_image_paths(paths))
     loc = Localizer.load(checkpoint, device=device)
+    model_id = Path(checkpoint).name if checkpoint else "bundled"
     if overlays is not None:
         Path(overlays).mkdir(parents=True, exist_ok=True)
     failures = 0
     table: list[list[object]] = [_header(loc.landmark_names)]
     for path in tqdm(files, desc="detect", unit="image", disable=not progress):
-        row: list[object] = [str(path)]
         try:
-            image, _ = read_image(path)
-            pred = loc.predict(image)
+            image, info = read_image(path)
         except (ValueError, OSError) as exc:
             failures += 1
-            table.append([*row, f"error: {exc}"])
+            table.append([str(path), f"error: {exc}"])
             continue
-        cobb, status = None, "ok"
-        if len(loc.landmark_names) == 68:
-            try:
-                cobb = cobb_angles(pred.landmarks, image.shape[0])
-            except CobbError as exc:
-                status = f"no Cobb angles: {exc}"
-        row += [status, image.shape[0], image.shape[1], cobb.curve_type if cobb else ""]
-        for name in ("PT", "MT", "TL"):
-            if cobb is None:
-                row += ["", ""]
-            else:
-                curve = cobb.curve(name)
-                row += [f"{curve.angle:.2f}", vertebra_range(curve.upper, curve.lower)]
-        sigma = pred.sigma.mean(axis=1)
-        for (r, c), s in zip(pred.landmarks, sigma, strict=True):
-            row += [f"{r:.2f}", f"{c:.2f}", f"{s:.2f}"]
-        table.append(row)
-        if overlays is not None:
-            picture = render_overlay(image, pred.landmarks, cobb, needs_review(pred.sigma))
+        spacing = info.get("spacing")
+        detection = detect_film(loc, image, spacing=spacing, model_id=model_id)
+        failures += detection.status == "error"
+        table.append(_row(path, detection, spacing))
+        pred = detection.prediction
+        if overlays is not None and pred is not None:
+            picture = render_overlay(
+                image, pred.landmarks, detection.cobb, needs_review(pred.sigma)
+            )
             write_image(Path(overlays) / f"{path.stem}_nfdp.png", picture)
     atomic_write(out_csv, lambda handle: csv.writer(handle).writerows(table), text=True)
     return failures

@@ -19,6 +19,14 @@ Geometry (coordinates are (row, col); the challenge's y is our row):
 * S-shape with the main curve in the lower half: max A[i, 0..i] (above, at vertebra k) and
   max A[k, 0..k] (further up).
 
+Partial spines (a chest film ending at L2, a hidden T1): a vertebra with any corner missing is
+left out and the same rules run on the visible vertebrae in order (the S test then uses all
+their endplate midpoints but the last two, as the challenge does with 17). A curve whose two
+end vertebrae are the same one has no angle: it is reported as not measured, with the reason,
+never as 0 degrees; a measured curve that reaches the edge of a spine cut off by the film
+carries a note that it may continue beyond it. With all 68 landmarks the numbers are exactly
+the challenge's.
+
 Ties (including differences below 1e-9 rad of rounding noise) go to the most cranial vertebra,
 which is what the challenge's first-maximum rule does in exact arithmetic. Labels: for a C-shape
 or an upper main curve MT is the main curve, PT the one above and TL the one below; for a lower
@@ -41,7 +49,6 @@ N_VERTEBRAE = len(SPINE_VERTEBRAE)
 
 _REL_TOL = 1e-9  # lengths below this fraction of the spine's extent count as zero
 _TIE_RAD = 1e-9  # angles closer than this (radians) count as equal
-_S_TESTED = 2 * N_VERTEBRAE - 2  # endplate midpoints 0..31 take part in the S test
 
 
 class CobbError(ValueError):
@@ -53,7 +60,9 @@ class Curve:
     """One curve: its angle in degrees and its end vertebrae (indices 0..16, upper <= lower).
 
     ``lines`` (2, 2, 2) holds, for the upper then the lower end vertebra, the (row, col)
-    endpoints [left-side midpoint, right-side midpoint] of the line the angle is measured on.
+    pixel endpoints [left-side midpoint, right-side midpoint] of the line the angle is measured
+    on. A curve whose end vertebrae coincide is not ``measured``; ``note`` then says why (and,
+    for a measured curve, whether it may continue past the visible spine).
     """
 
     name: str
@@ -61,6 +70,17 @@ class Curve:
     upper: int
     lower: int
     lines: np.ndarray
+    note: str = ""
+
+    @property
+    def measured(self) -> bool:
+        """False when the curve has no angle (its two end vertebrae are the same one)."""
+        return self.upper != self.lower
+
+    @property
+    def span(self) -> str:
+        """The end vertebrae as text, e.g. "T5-T12"."""
+        return f"{SPINE_VERTEBRAE[self.upper]}-{SPINE_VERTEBRAE[self.lower]}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +88,9 @@ class CobbResult:
     """The three Cobb angles (degrees) of a spine, its shape and its curves (PT, MT, TL).
 
     ``main`` names the curve holding the largest angle: "MT" for a C-shape or an upper main
-    curve, "TL" for a lower main curve.
+    curve, "TL" for a lower main curve. ``left_out`` lists the vertebrae (indices 0..16) that
+    had a missing corner and took no part. The float fields keep the challenge's numbers (0
+    for a curve that is not measured); what a person reads goes through :meth:`describe`.
     """
 
     pt: float
@@ -77,6 +99,7 @@ class CobbResult:
     curve_type: Literal["C", "S"]
     curves: tuple[Curve, Curve, Curve]
     main: str = "MT"
+    left_out: tuple[int, ...] = ()
 
     def curve(self, name: str) -> Curve:
         """The curve called ``name`` ("PT", "MT" or "TL")."""
@@ -86,10 +109,17 @@ class CobbResult:
         raise ValueError(f"unknown curve {name!r}; expected one of {', '.join(CURVE_NAMES)}")
 
     def describe(self, name: str) -> str:
-        """A short text such as "MT 42 deg, T5-T12"."""
+        """A short text such as "MT 42 deg, T5-T12", or "PT not measured: <why>"."""
         curve = self.curve(name)
-        span = f"{SPINE_VERTEBRAE[curve.upper]}-{SPINE_VERTEBRAE[curve.lower]}"
-        return f"{curve.name} {curve.angle:.0f} deg, {span}"
+        if not curve.measured:
+            return f"{curve.name} not measured: {curve.note}"
+        text = f"{curve.name} {curve.angle:.0f} deg, {curve.span}"
+        return f"{text} ({curve.note})" if curve.note else text
+
+    def measured_angle(self, name: str) -> float | None:
+        """The angle of a curve in degrees, None when it is not measured."""
+        curve = self.curve(name)
+        return curve.angle if curve.measured else None
 
     @property
     def challenge_angles(self) -> tuple[float, float, float]:
@@ -103,27 +133,44 @@ class CobbResult:
         return (self.mt, self.pt, self.tl)
 
 
-def cobb_angles(landmarks: np.ndarray, image_height: float) -> CobbResult:
+def cobb_angles(
+    landmarks: np.ndarray,
+    image_height: float,
+    spacing: tuple[float, float] | None = None,
+) -> CobbResult:
     """Cobb angles of a spine from its 68 (row, col) landmarks (T1..L5, AASCE corner order).
 
-    ``image_height`` (pixels) decides, for an S-shaped spine, whether the main curve is in the
-    upper or lower half of the image. Raises CobbError for input that has no sound answer.
+    NaN rows are missing or hidden points: a vertebra with any of its four corners missing is
+    left out and the angles come from the visible vertebrae (at least two). ``image_height``
+    (pixels) decides, for an S-shaped spine, whether the main curve is in the upper or lower
+    half of the image. ``spacing`` (row, col) in mm per pixel, when known, makes the angles
+    physical (they differ from the pixel-grid ones when the pixels are not square).
+    Raises CobbError for input that has no sound answer.
     """
     points = _checked_landmarks(landmarks)
     height = _checked_height(image_height)
-    left = (points[0::4] + points[2::4]) / 2.0
-    right = (points[1::4] + points[3::4]) / 2.0
-    endplates = (points[0::2] + points[1::2]) / 2.0  # per vertebra: top, bottom
-    _check_geometry(points, right - left, endplates)
+    scale = _checked_spacing(spacing)
+    corners = points.reshape(N_VERTEBRAE, 4, 2)
+    shown = np.flatnonzero(np.isfinite(corners).all(axis=(1, 2)))
+    if shown.size < 2:
+        raise CobbError(
+            "Cobb angles need at least two vertebrae with all four corners visible; "
+            f"{shown.size} found"
+        )
+    pixels = corners[shown].reshape(-1, 2)
+    left = (pixels[0::4] + pixels[2::4]) / 2.0
+    right = (pixels[1::4] + pixels[3::4]) / 2.0
+    endplates = (pixels[0::2] + pixels[1::2]) / 2.0 * scale  # per vertebra: top, bottom
+    _check_geometry(pixels * scale, (right - left) * scale, endplates, shown)
 
-    angles = _angle_matrix(right - left)
+    angles = _angle_matrix((right - left) * scale)
     i, j = _most_tilted_pair(angles)
     s_shaped = _is_s_shaped(endplates)
-    last = N_VERTEBRAE - 1
+    last = len(shown) - 1
     if not s_shaped:
         main = "MT"
         spans = {"MT": (i, j), "PT": (0, i), "TL": (j, last)}
-    elif endplates[2 * i, 0] + endplates[2 * j, 0] < height:
+    elif endplates[2 * i, 0] + endplates[2 * j, 0] < height * scale[0]:
         main = "MT"
         above = _first_max(angles[i, : i + 1])
         below = j + _first_max(angles[j, j:])
@@ -134,7 +181,11 @@ def cobb_angles(landmarks: np.ndarray, image_height: float) -> CobbResult:
         further_up = _first_max(angles[above, : above + 1])
         spans = {"TL": (i, j), "MT": (above, i), "PT": (further_up, above)}
 
-    pt, mt, tl = (_make_curve(name, angles, spans[name], left, right) for name in CURVE_NAMES)
+    curves = tuple(
+        _make_curve(name, angles, spans[name], left, right, shown, main) for name in CURVE_NAMES
+    )
+    pt, mt, tl = curves
+    left_out = tuple(int(v) for v in np.setdiff1d(np.arange(N_VERTEBRAE), shown))
     return CobbResult(
         pt=pt.angle,
         mt=mt.angle,
@@ -142,6 +193,7 @@ def cobb_angles(landmarks: np.ndarray, image_height: float) -> CobbResult:
         curve_type="S" if s_shaped else "C",
         curves=(pt, mt, tl),
         main=main,
+        left_out=left_out,
     )
 
 
@@ -154,13 +206,11 @@ def _checked_landmarks(landmarks: np.ndarray) -> np.ndarray:
         raise CobbError(
             f"Cobb angles need {N_LANDMARKS} (row, col) spine landmarks, got shape {points.shape}"
         )
-    bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
+    bad = np.flatnonzero(np.isinf(points).any(axis=1))
     if bad.size:
         names = ", ".join(SPINE_LANDMARK_NAMES[k] for k in bad[:5])
         more = f" and {bad.size - 5} more" if bad.size > 5 else ""
-        raise CobbError(
-            f"Cobb angles need all {N_LANDMARKS} landmarks; missing or not finite: {names}{more}"
-        )
+        raise CobbError(f"landmarks must be finite (or NaN when missing): {names}{more}")
     return points
 
 
@@ -174,7 +224,21 @@ def _checked_height(image_height: float) -> float:
     return height
 
 
-def _check_geometry(points: np.ndarray, vectors: np.ndarray, endplates: np.ndarray) -> None:
+def _checked_spacing(spacing: tuple[float, float] | None) -> np.ndarray:
+    if spacing is None:
+        return np.ones(2)
+    try:
+        scale = np.array(spacing, dtype=np.float64).reshape(2)
+    except (TypeError, ValueError):
+        raise CobbError(f"spacing must be two numbers (row, col), got {spacing!r}") from None
+    if not (np.isfinite(scale).all() and (scale > 0).all()):
+        raise CobbError(f"spacing must be two positive finite numbers, got {spacing!r}")
+    return scale
+
+
+def _check_geometry(
+    points: np.ndarray, vectors: np.ndarray, endplates: np.ndarray, shown: np.ndarray
+) -> None:
     extent = float(np.ptp(points, axis=0).max())
     if not extent > 0:
         raise CobbError("all landmarks coincide: the spine has zero extent")
@@ -184,13 +248,14 @@ def _check_geometry(points: np.ndarray, vectors: np.ndarray, endplates: np.ndarr
     lengths = np.hypot(vectors[:, 0], vectors[:, 1])
     flat = np.flatnonzero(lengths <= _REL_TOL * extent)
     if flat.size:
-        names = ", ".join(SPINE_VERTEBRAE[v] for v in flat)
+        names = ", ".join(SPINE_VERTEBRAE[shown[v]] for v in flat)
         raise CobbError(
             f"vertebra {names}: left-side and right-side midpoints coincide, so it has no line"
         )
     chord = endplates[0] - endplates[-1]
     if math.hypot(chord[0], chord[1]) <= _REL_TOL * extent:
-        raise CobbError("the T1 top and L5 bottom endplate midpoints coincide")
+        first, last = SPINE_VERTEBRAE[shown[0]], SPINE_VERTEBRAE[shown[-1]]
+        raise CobbError(f"the {first} top and {last} bottom endplate midpoints coincide")
 
 
 def _angle_matrix(vectors: np.ndarray) -> np.ndarray:
@@ -214,11 +279,14 @@ def _most_tilted_pair(angles: np.ndarray) -> tuple[int, int]:
 
 
 def _is_s_shaped(endplates: np.ndarray) -> bool:
-    """Whether the tested endplate midpoints lie on both sides of the first-last chord."""
+    """Whether the tested endplate midpoints lie on both sides of the first-last chord.
+
+    All midpoints but the last two are tested (0..31 of a whole spine, as in the challenge).
+    """
     first, last = endplates[0], endplates[-1]
     chord = first - last
     length = math.hypot(chord[0], chord[1])
-    rel = endplates[:_S_TESTED] - last
+    rel = endplates[: len(endplates) - 2] - last
     deviation = (chord[0] * rel[:, 1] - chord[1] * rel[:, 0]) / length
     tol = _REL_TOL * length
     return bool(deviation.max() > tol and deviation.min() < -tol)
@@ -230,7 +298,10 @@ def _make_curve(
     span: tuple[int, int],
     left: np.ndarray,
     right: np.ndarray,
+    shown: np.ndarray,
+    main: str,
 ) -> Curve:
+    """The curve over positions ``span`` of the visible vertebrae ``shown``."""
     upper, lower = span
     ends = [upper, lower]
     lines = np.stack([left[ends], right[ends]], axis=1)
@@ -238,7 +309,33 @@ def _make_curve(
     return Curve(
         name=name,
         angle=math.degrees(float(angles[upper, lower])),
-        upper=upper,
-        lower=lower,
+        upper=int(shown[upper]),
+        lower=int(shown[lower]),
         lines=lines,
+        note=_curve_note(name, upper, lower, shown, main),
     )
+
+
+def _curve_note(name: str, upper: int, lower: int, shown: np.ndarray, main: str) -> str:
+    """Why a curve has no angle, or that it may continue past the visible spine ("")."""
+    top, bottom = SPINE_VERTEBRAE[shown[0]], SPINE_VERTEBRAE[shown[-1]]
+    cut_above, cut_below = shown[0] > 0, shown[-1] < N_VERTEBRAE - 1
+    if upper == lower:
+        if name == main:
+            return "the visible vertebrae are all parallel"
+        below = name == "TL" and main == "MT"
+        where = (
+            f"below {SPINE_VERTEBRAE[shown[lower]]}"
+            if below
+            else (f"above {SPINE_VERTEBRAE[shown[upper]]}")
+        )
+        if below and cut_below:
+            return f"no curve {where} in the visible spine (it ends at {bottom})"
+        if not below and cut_above:
+            return f"no curve {where} in the visible spine (it starts at {top})"
+        return f"no curve {where}"
+    if upper == 0 and cut_above:
+        return f"may continue above {top}, the first visible vertebra"
+    if lower == len(shown) - 1 and cut_below:
+        return f"may continue below {bottom}, the last visible vertebra"
+    return ""

@@ -26,12 +26,25 @@ from typing import IO, Any
 import numpy as np
 
 from napari_nfdp.core.atomic import atomic_write
+from napari_nfdp.core.session import LandmarkSession
 
 FORMAT_TAG = "napari-nfdp-annotation"
 FORMAT_VERSION = 1
 SIDECAR_SUFFIX = ".nfdp.json"
 SOURCES: tuple[str, ...] = ("model", "human")
-CSV_COLUMNS: tuple[str, ...] = ("image", "landmark", "row", "col", "source")
+CSV_COLUMNS: tuple[str, ...] = (
+    "image",
+    "landmark",
+    "row",
+    "col",
+    "row_mm",
+    "col_mm",
+    "sigma_row",
+    "sigma_col",
+    "visible",
+    "source",
+    "model",
+)
 _REQUIRED = ("image_name", "image_shape", "landmark_names", "points", "source")
 
 
@@ -195,24 +208,64 @@ def read_annotation(path: str | Path) -> Annotation:
 
 
 def export_landmarks_csv(path: str | Path, rows: Iterable[Annotation]) -> Path:
-    """Write one CSV line per landmark: image, landmark, row, col, source (missing: empty cells)."""
+    """Write one CSV line per landmark (see ``CSV_COLUMNS``); missing values are empty cells.
+
+    Pixels are (row, col) of the image; the mm columns are filled when the spacing is known,
+    sigma is the model's uncertainty in pixels, ``visible`` is 0 for a point marked not visible.
+    """
+
+    def number(value: float, digits: int = 3) -> str:
+        return "" if math.isnan(value) else f"{value:.{digits}f}"
 
     def write(fh: IO[str]) -> None:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
         for ann in rows:
-            for name, (r, c), source in zip(
-                ann.landmark_names, ann.points, ann.source, strict=True
-            ):
-                present = not (math.isnan(r) or math.isnan(c))
+            k = len(ann.landmark_names)
+            sigma = ann.sigma if ann.sigma is not None else np.full((k, 2), np.nan)
+            scale = np.asarray(ann.spacing) if ann.spacing else np.full(2, np.nan)
+            for i, name in enumerate(ann.landmark_names):
+                point, mm = ann.points[i], ann.points[i] * scale
                 writer.writerow(
                     [
                         ann.image_name,
                         name,
-                        f"{r:.3f}" if present else "",
-                        f"{c:.3f}" if present else "",
-                        source,
+                        number(point[0]),
+                        number(point[1]),
+                        number(mm[0], 4),
+                        number(mm[1], 4),
+                        number(sigma[i, 0]),
+                        number(sigma[i, 1]),
+                        int(np.isfinite(point).all()),
+                        ann.source[i],
+                        ann.model or "",
                     ]
                 )
 
     return atomic_write(path, write, text=True)
+
+
+def session_from_annotation(ann: Annotation) -> LandmarkSession:
+    """The editable landmarks of a sidecar (SessionError when it has no visible point)."""
+    return LandmarkSession.from_saved(
+        ann.landmark_names, ann.points, ann.source, ann.sigma, ann.model
+    )
+
+
+def annotation_from_session(
+    session: LandmarkSession,
+    image_name: str,
+    image_shape: tuple[int, int],
+    spacing: tuple[float, float] | None = None,
+) -> Annotation:
+    """What a session saves: its points (hidden ones NaN), sources, sigma and model."""
+    return Annotation(
+        image_name=image_name,
+        image_shape=image_shape,
+        landmark_names=session.names,
+        points=session.points(),
+        source=list(session.source),
+        sigma=session.sigma,
+        spacing=tuple(spacing) if spacing else None,
+        model=session.model_id,
+    )

@@ -7,13 +7,10 @@ worker's ``returned`` signal arrives. Heavy imports (torch, training) happen in 
 
 from __future__ import annotations
 
-import math
-import shutil
-import tempfile
+import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,19 +18,15 @@ import numpy as np
 from napari.qt.threading import FunctionWorker, create_worker
 from qtpy.QtCore import QObject, Signal
 
-from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
-from napari_nfdp.io.annotations import Annotation, find_sidecar, read_annotation
+from training.events import FinetuneResult
 
 if TYPE_CHECKING:
-    from napari_nfdp.core.localizer import Localizer, Prediction
+    from napari_nfdp.core.detection import Detection
+    from napari_nfdp.core.localizer import Localizer
     from napari_nfdp.core.registry import ModelRegistry, ModelVersion
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
-
-# Plausibility of a detection: above these the film probably shows no spine.
-NO_SPINE_SIGMA_FACTOR = 4.0  # median sigma vs the model's typical sigma on its validation films
-OUTSIDE_FRACTION = 0.25  # share of landmarks falling outside the image
-MIN_SPINE_FRACTION = 0.2  # T1 top to L5 bottom, as a fraction of the image height
+logger = logging.getLogger(__name__)
 
 
 def _describe(error: BaseException) -> str:
@@ -102,90 +95,25 @@ class LocalizerCache:
             return self._localizer
 
 
-@dataclass(frozen=True)
-class DetectOutcome:
-    """What a detection produced: a prediction (maybe with a plausibility warning) or an error."""
-
-    prediction: Prediction | None = None
-    error: str | None = None
-    warning: str | None = None
-    model_id: str = ""
-    seconds: float = 0.0
-
-
-def is_blank(grey: np.ndarray) -> bool:
-    """True when an image has (almost) no contrast, judged on a subsample."""
-    step = max(1, int(math.sqrt(grey.size / 65536)))
-    low, high = np.percentile(grey[::step, ::step], [1.0, 99.0])
-    return bool(high - low <= 1e-6 * max(1.0, abs(float(high))))
-
-
-def plausibility_warning(
-    prediction: Prediction, image_shape: tuple[int, int], typical_sigma_pct: float | None = None
-) -> str | None:
-    """A "no spine found?" message when a prediction does not look like a spine, else None.
-
-    ``typical_sigma_pct`` is the model's median sigma on its validation films (percent of the
-    image height, stored in the checkpoint's metrics); NFDP's sigma is a relative uncertainty,
-    so it is only compared with the same model's own typical value.
-    """
-    height, width = image_shape[:2]
-    points = prediction.landmarks
-    if not np.isfinite(points).all():
-        return "No spine found? The model gave no position for some landmarks."
-    sigma_pct = 100 * float(np.median(prediction.sigma.mean(axis=1))) / height
-    if typical_sigma_pct and sigma_pct > NO_SPINE_SIGMA_FACTOR * typical_sigma_pct:
-        return (
-            f"No spine found? The model is unsure everywhere (uncertainty {sigma_pct:.1f} % of "
-            f"the image height, {sigma_pct / typical_sigma_pct:.1f} x its usual)."
-        )
-    margin = 0.05 * np.array([height, width])
-    outside = ((points < -margin) | (points > np.array([height, width]) + margin)).any(axis=1)
-    if outside.mean() > OUTSIDE_FRACTION:
-        return f"No spine found? {int(outside.sum())} landmarks fall outside the image."
-    if prediction.landmark_names == SPINE_LANDMARK_NAMES:
-        centres = points.reshape(-1, 4, 2).mean(axis=1)
-        disorder = int((np.diff(centres[:, 0]) <= 0).sum())
-        if disorder > 2:
-            return f"No spine found? {disorder} vertebrae are out of top-to-bottom order."
-        if centres[-1, 0] - centres[0, 0] < MIN_SPINE_FRACTION * height:
-            return "No spine found? The detected spine is implausibly short for this film."
-    return None
-
-
 def detect_landmarks(
     cache: LocalizerCache,
     model_path: Path,
     model_id: str,
     device: str | None,
     image: np.ndarray,
-) -> DetectOutcome:
-    """Run the model on one image; every failure becomes a message (never raises)."""
+    spacing: Sequence[float] | None = None,
+) -> Detection:
+    """Load the model (cached) and run the one detect path on an image; never raises."""
     from napari_nfdp.core.checkpoint import CheckpointError
-    from napari_nfdp.core.preprocess import ImageError, to_grey_float32
+    from napari_nfdp.core.detection import Detection, detect
 
-    start = time.perf_counter()
     try:
-        grey = to_grey_float32(np.asarray(image))
-        if is_blank(grey):
-            return DetectOutcome(
-                error="No spine found? The image is blank (it has no contrast).", model_id=model_id
-            )
         localizer = cache.get(model_path, device)
-        prediction = localizer.predict(np.asarray(image))
-        typical = localizer.checkpoint.metrics.get("val_sigma_pct")
-    except ImageError as error:
-        return DetectOutcome(error=f"Cannot analyse this image: {_describe(error)}")
-    except (CheckpointError, FileNotFoundError) as error:
-        return DetectOutcome(error=f"The model could not be loaded: {_describe(error)}")
-    except (RuntimeError, ValueError, MemoryError) as error:
-        return DetectOutcome(error=f"Detection failed: {_describe(error)}")
-    return DetectOutcome(
-        prediction=prediction,
-        warning=plausibility_warning(prediction, grey.shape, typical),
-        model_id=model_id,
-        seconds=time.perf_counter() - start,
-    )
+    except (CheckpointError, FileNotFoundError, RuntimeError, ValueError) as error:
+        logger.exception("could not load the model %s", model_path)
+        shape = tuple(int(n) for n in np.shape(image)[:2])
+        return Detection(shape, error=f"The model could not be loaded: {_describe(error)}")
+    return detect(localizer, image, spacing=spacing, model_id=model_id)
 
 
 def start_worker(function: Callable[..., Any], *args: Any) -> FunctionWorker:
@@ -195,63 +123,21 @@ def start_worker(function: Callable[..., Any], *args: Any) -> FunctionWorker:
 
 # -- fine-tuning -----------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Correction:
-    """A saved image with human corrections: the image file and its sidecar."""
-
-    image: Path
-    sidecar: Path
-    annotation: Annotation
-
-
-def find_corrections(
-    images: Sequence[Path], annotation_folder: Path | None, names: Sequence[str]
-) -> tuple[list[Correction], list[str]]:
-    """The images whose sidecar holds human corrections for the landmarks ``names``.
-
-    A sidecar is looked up in ``annotation_folder`` first, then next to the image (as
-    ``training.datasets.read_sidecars`` does). Returns the corrections and notes on skipped files.
-    """
-    found, notes = [], []
-    for image in dict.fromkeys(images):
-        sidecar = find_sidecar(image, annotation_folder)
-        if sidecar is None:
-            continue
-        try:
-            ann = read_annotation(sidecar)
-        except ValueError as error:
-            notes.append(f"skipped {sidecar.name}: {_describe(error)}")
-            continue
-        if "human" not in ann.source:
-            continue
-        if tuple(ann.landmark_names) != tuple(names):
-            notes.append(f"skipped {sidecar.name}: its landmarks differ from the model's")
-            continue
-        found.append(Correction(image, sidecar, ann))
-    return found, notes
-
-
-@dataclass(frozen=True)
-class FinetuneOutcome:
-    """How a fine-tuning job ended: "published", "kept", "cancelled" or "failed"."""
-
-    status: str
-    message: str
-    version: ModelVersion | None = None
-    metrics: dict = field(default_factory=dict)
-    n_images: int = 0
+# How a fine-tune ended: "published", "kept", "cancelled" or "failed" (see FinetuneResult).
+FinetuneOutcome = FinetuneResult
 
 
 class FinetuneJob(QObject):
     """Fine-tunes the selected model on corrected images in a thread; cancel() really stops it.
 
-    ``progress`` carries training's event dicts ("start", "baseline", "step", "epoch", "done",
-    plus "loading" while images are read); ``finished`` carries a :class:`FinetuneOutcome`.
-    The stop flag is polled between optimisation steps (and between image reads).
+    The work is :func:`training.finetune.finetune_and_publish` (the same path as
+    ``python -m training finetune``). ``progress`` carries its :mod:`training.events`
+    (``Loading``, ``Baseline``, ``Started``, ``Step``, ``EpochDone``, ``Done``); ``finished``
+    carries a :class:`FinetuneOutcome`. The stop flag is polled between optimisation steps
+    (and between image reads).
     """
 
-    progress = Signal(dict)
+    progress = Signal(object)
     finished = Signal(object)
 
     def __init__(
@@ -296,63 +182,19 @@ class FinetuneJob(QObject):
         try:
             return self._finetune()
         except Exception as error:  # noqa: BLE001 - a job must report, never raise into Qt
+            logger.exception("fine-tuning %s failed", self.base.id)
             return FinetuneOutcome("failed", f"Fine-tuning failed: {_describe(error)}")
 
     def _finetune(self) -> FinetuneOutcome:
-        from napari_nfdp.core.checkpoint import load_checkpoint
-        from napari_nfdp.io.images import read_image
-        from training.finetune import finetune
-        from training.loop import TrainingCancelled
+        from training.finetune import finetune_and_publish
 
-        kept = f"kept {self.base.id}"
-        names = load_checkpoint(self.base.path).landmark_names
-        corrections, notes = find_corrections(self.images, self.annotation_folder, names)
-        images, landmarks = [], []
-        for i, item in enumerate(corrections):
-            if self._stop.is_set():
-                return FinetuneOutcome("cancelled", f"Fine-tuning cancelled; {kept}.")
-            self.progress.emit({"event": "loading", "index": i + 1, "total": len(corrections)})
-            try:
-                image, _ = read_image(item.image)
-            except (OSError, ValueError) as error:
-                notes.append(f"skipped {item.image.name}: {_describe(error)}")
-                continue
-            if tuple(image.shape[:2]) != tuple(item.annotation.image_shape):
-                notes.append(f"skipped {item.image.name}: its size differs from its annotation")
-                continue
-            images.append(image)
-            landmarks.append(item.annotation.points)
-        if not images:
-            hint = "; ".join(notes)
-            return FinetuneOutcome(
-                "failed",
-                "No corrected images to learn from: drag wrong points into place (they are "
-                "saved automatically), then fine-tune." + (f" ({hint})" if hint else ""),
-            )
-        run = Path(tempfile.mkdtemp(prefix="nfdp-finetune-"))
-        try:
-            candidate = finetune(
-                self.base.path,
-                images,
-                landmarks,
-                run,
-                epochs=self.epochs,
-                progress=self.progress.emit,
-                should_stop=self._stop.is_set,
-                device=self.device,
-            )
-            if self._stop.is_set():
-                raise TrainingCancelled("stopped after the last step")
-            metrics = dict(load_checkpoint(candidate).metrics)
-            version, reason = self.registry.publish(
-                candidate, parent=self.base.id, n_images=len(images), metrics=metrics
-            )
-        except TrainingCancelled:
-            return FinetuneOutcome("cancelled", f"Fine-tuning cancelled; {kept}.")
-        finally:
-            shutil.rmtree(run, ignore_errors=True)
-        status = "published" if version is not None else "kept"
-        message = f"Fine-tuned on {len(images)} image{'s' * (len(images) != 1)}: {reason}."
-        if notes:
-            message += " (" + "; ".join(notes) + ")"
-        return FinetuneOutcome(status, message, version, metrics, len(images))
+        return finetune_and_publish(
+            self.registry,
+            self.base,
+            self.images,
+            self.annotation_folder,
+            epochs=self.epochs,
+            device=self.device,
+            progress=self.progress.emit,
+            should_stop=self._stop.is_set,
+        )

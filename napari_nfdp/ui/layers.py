@@ -33,6 +33,7 @@ LABEL_CORNER = "top-right"  # the corner whose point carries the vertebra name
 HUMAN_BORDER = np.array([1.0, 1.0, 1.0, 1.0])
 MODEL_BORDER = np.array([0.1, 0.1, 0.1, 1.0])
 REVIEW_BORDER = np.array([*np.asarray(UNCERTAIN_COLOUR) / 255.0, 1.0])
+DOUBT_BORDER = np.array([1.0, 0.55, 0.0, 1.0])  # orange: "no spine found?", not a measurement
 POINT_SIZE_FRACTION = 1 / 110  # point diameter as a fraction of the image height
 LINE_WIDTH_FRACTION = 1 / 350  # Cobb line width as a fraction of the image height
 TEXT_OFFSET_FRACTION = 0.06  # Cobb text left of its line, as a fraction of the image height
@@ -97,8 +98,12 @@ def flag_for_review(features: pd.DataFrame, factor: float) -> pd.DataFrame:
     return features
 
 
-def point_style(features: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per-point face colour, border colour, border width (relative) and symbol."""
+def point_style(features: pd.DataFrame, doubtful: bool = False) -> dict[str, np.ndarray]:
+    """Per-point face colour, border colour, border width (relative) and symbol.
+
+    ``doubtful``: the detection failed the plausibility check and nobody confirmed it; every
+    point is drawn in the warning style (pale, with a thick warning border), not as a result.
+    """
     visible = features["visible"].to_numpy(bool)
     human = (features["source"] == "human").to_numpy()
     review = features["review"].to_numpy(bool)
@@ -107,6 +112,11 @@ def point_style(features: pd.DataFrame) -> dict[str, np.ndarray]:
     border = np.where(human[:, None], HUMAN_BORDER, MODEL_BORDER)
     border[review] = REVIEW_BORDER
     width = np.where(review, 0.35, np.where(human, 0.2, 0.1))
+    if doubtful:
+        face[:, :3] = 0.5 + 0.5 * face[:, :3]
+        face[:, 3] = 0.4
+        border[:] = DOUBT_BORDER
+        width = np.full(len(features), 0.35)
     symbol = np.where(visible, "disc", "x")
     return {"face_color": face, "border_color": border, "border_width": width, "symbol": symbol}
 
@@ -124,15 +134,19 @@ def _point_size(height: float) -> float:
 def make_points_layer(
     image: Image, points: np.ndarray, features: pd.DataFrame, *, labels: bool = False
 ) -> Points:
-    """A landmark Points layer over ``image`` (same scale and translate), styled and labelled."""
+    """A landmark Points layer over ``image`` (same scale, translate and units), styled.
+
+    The layer gets a copy of ``points``: napari moves dragged points in place.
+    """
     size = _point_size(image_height(image))
     return Points(
-        np.asarray(points, dtype=float),
+        np.array(points, dtype=float, copy=True),
         name=f"{image.name} landmarks",
         features=features,
         size=size,
         scale=image.scale,
         translate=image.translate,
+        units=image.units,
         border_width_is_relative=True,
         text={
             "string": "{label}",
@@ -147,11 +161,18 @@ def make_points_layer(
     )
 
 
-def restyle_points(layer: Points, features: pd.DataFrame) -> None:
+def restyle_points(layer: Points, features: pd.DataFrame, doubtful: bool = False) -> None:
     """Give a landmark layer new features and the style that follows from them."""
     layer.features = features
-    for key, value in point_style(features).items():
+    for key, value in point_style(features, doubtful).items():
         setattr(layer, key, value)
+
+
+def fit_to_image(layer: Points | Shapes, image: Image) -> None:
+    """Give an overlay layer the image's scale, translate and units (after a film change)."""
+    layer.scale = image.scale
+    layer.translate = image.translate
+    layer.units = image.units
 
 
 def _rgba(rgb: Sequence[int]) -> np.ndarray:
@@ -163,13 +184,16 @@ def _hex(rgba: np.ndarray) -> str:
 
 
 def cobb_lines(result: CobbResult) -> tuple[list[np.ndarray], list[str], list[str]]:
-    """Six (2, 2) lines (upper then lower end vertebra of PT, MT, TL), their text and curve.
+    """(2, 2) lines (upper then lower end vertebra of PT, MT, TL), their text and curve.
 
     Each line runs through its vertebra's left- and right-side midpoints and is extended
-    symmetrically; the text ("MT 42°") goes with the curve's upper line.
+    symmetrically; the text ("MT 42°") goes with the curve's upper line. A curve that is not
+    measured (its two end vertebrae are one) is not drawn.
     """
     lines, labels, curves = [], [], []
     for curve in result.curves:
+        if not curve.measured:
+            continue
         factor = LINE_EXTENSION.get(curve.name, 2.0)
         for k, (left, right) in enumerate(np.asarray(curve.lines, dtype=float)):
             centre, half = (left + right) / 2, (right - left) / 2
@@ -185,6 +209,7 @@ def make_cobb_layer(image: Image) -> Shapes:
         name=f"{image.name} Cobb",
         scale=image.scale,
         translate=image.translate,
+        units=image.units,
         features={name: np.array([], dtype=str) for name in ("label", "curve", "colour")},
         feature_defaults={"label": "", "curve": "", "colour": "#ffffff"},
         text={

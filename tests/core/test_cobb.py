@@ -182,6 +182,14 @@ def _with(points: np.ndarray, index: int, value) -> np.ndarray:
     return changed
 
 
+def _hide(points: np.ndarray, vertebrae) -> np.ndarray:
+    """``points`` with every corner of ``vertebrae`` (indices 0..16) set to NaN (not visible)."""
+    changed = points.copy()
+    for v in vertebrae:
+        changed[4 * v : 4 * v + 4] = np.nan
+    return changed
+
+
 def _flat_vertebra(points: np.ndarray, vertebra: int) -> np.ndarray:
     changed = points.copy()
     k = 4 * vertebra
@@ -201,29 +209,38 @@ SPINE = make_spine(C_TILTS)
 
 
 @pytest.mark.parametrize(
-    ("landmarks", "height", "message"),
+    ("landmarks", "height", "message", "spacing"),
     [
-        (SPINE[:67], IMAGE_HEIGHT, "68"),
-        (np.zeros((68, 3)), IMAGE_HEIGHT, "68"),
-        (SPINE.ravel(), IMAGE_HEIGHT, "68"),
-        ([["a", "b"]] * 68, IMAGE_HEIGHT, "numeric"),
-        (_with(SPINE, 49, np.nan), IMAGE_HEIGHT, "L1-top-right"),
-        (_with(SPINE, 0, [np.inf, 3.0]), IMAGE_HEIGHT, "T1-top-left"),
-        (np.full((68, 2), np.nan), IMAGE_HEIGHT, "and 63 more"),
-        (SPINE, 0.0, "image height"),
-        (SPINE, -10.0, "image height"),
-        (SPINE, float("nan"), "image height"),
-        (SPINE, float("inf"), "image height"),
-        (SPINE, "tall", "image height"),
-        (np.full((68, 2), 5.0), IMAGE_HEIGHT, "zero extent"),
-        (np.column_stack([np.arange(68.0), 2 * np.arange(68.0) + 1]), IMAGE_HEIGHT, "one line"),
-        (_flat_vertebra(SPINE, 6), IMAGE_HEIGHT, "T7"),
-        (_closed_loop(SPINE), IMAGE_HEIGHT, "coincide"),
+        (SPINE[:67], IMAGE_HEIGHT, "68", None),
+        (np.zeros((68, 3)), IMAGE_HEIGHT, "68", None),
+        (SPINE.ravel(), IMAGE_HEIGHT, "68", None),
+        ([["a", "b"]] * 68, IMAGE_HEIGHT, "numeric", None),
+        (_with(SPINE, 0, [np.inf, 3.0]), IMAGE_HEIGHT, "T1-top-left", None),
+        (np.full((68, 2), np.inf), IMAGE_HEIGHT, "and 63 more", None),
+        (np.full((68, 2), np.nan), IMAGE_HEIGHT, "at least two vertebrae", None),
+        (_hide(SPINE, range(1, 17)), IMAGE_HEIGHT, "1 found", None),
+        (SPINE, IMAGE_HEIGHT, "spacing", (1.0, 0.0)),
+        (SPINE, IMAGE_HEIGHT, "spacing", (1.0, np.nan)),
+        (SPINE, IMAGE_HEIGHT, "spacing", "wide"),
+        (SPINE, 0.0, "image height", None),
+        (SPINE, -10.0, "image height", None),
+        (SPINE, float("nan"), "image height", None),
+        (SPINE, float("inf"), "image height", None),
+        (SPINE, "tall", "image height", None),
+        (np.full((68, 2), 5.0), IMAGE_HEIGHT, "zero extent", None),
+        (
+            np.column_stack([np.arange(68.0), 2 * np.arange(68.0) + 1]),
+            IMAGE_HEIGHT,
+            "one line",
+            None,
+        ),
+        (_flat_vertebra(SPINE, 6), IMAGE_HEIGHT, "T7", None),
+        (_closed_loop(SPINE), IMAGE_HEIGHT, "coincide", None),
     ],
 )
-def test_degenerate_input_raises(landmarks, height, message):
+def test_degenerate_input_raises(landmarks, height, message, spacing):
     with pytest.raises(CobbError, match=message):
-        cobb_angles(landmarks, height)
+        cobb_angles(landmarks, height, spacing)
 
 
 def test_cobb_error_is_a_value_error_and_unknown_curve_is_rejected():
@@ -237,3 +254,65 @@ def test_public_names():
     assert napari_nfdp.cobb_angles is core_cobb.cobb_angles
     assert cobb_angles is core_cobb.cobb_angles
     assert CobbResult is core_cobb.CobbResult
+
+
+def test_partial_spine_cut_below_l2_measures_the_visible_vertebrae():
+    points = _hide(SPINE, [14, 15, 16])  # a chest film: L3-L5 below the film
+    result = cobb_angles(points, IMAGE_HEIGHT)
+    assert result.left_out == (14, 15, 16)
+    assert result.curve_type == "C"
+    np.testing.assert_allclose(angles(result)[:2], [19.0, 42.0], atol=1e-9)
+    assert spans(result)["MT"] == (4, 13)
+    # L2 (-20) is the last visible vertebra: TL has no vertebra below it to measure
+    tl = result.curve("TL")
+    assert not tl.measured and result.measured_angle("TL") is None
+    assert (
+        result.describe("TL")
+        == "TL not measured: no curve below L2 in the visible spine (it ends at L2)"
+    )
+    assert (
+        result.describe("MT")
+        == "MT 42 deg, T5-L2 (may continue below L2, the last visible vertebra)"
+    )
+
+
+def test_partial_spine_hidden_t1_and_a_gap():
+    points = _hide(SPINE, [0, 8])  # T1 hidden, T9 with a missing corner
+    points[4 * 8 + 1] = SPINE[4 * 8 + 1]  # only three of T9's corners are NaN: still left out
+    result = cobb_angles(points, IMAGE_HEIGHT)
+    assert result.left_out == (0, 8)
+    # PT now runs from T2 (6) to T5 (22): 16 deg, and may continue above T2
+    assert spans(result) == {"PT": (1, 4), "MT": (4, 13), "TL": (13, 16)}
+    np.testing.assert_allclose(angles(result), [16.0, 42.0, 18.0], atol=1e-9)
+    assert (
+        result.describe("PT")
+        == "PT 16 deg, T2-T5 (may continue above T2, the first visible vertebra)"
+    )
+    assert result.describe("TL") == "TL 18 deg, L2-L5"
+
+
+def test_whole_spine_with_degenerate_curve_is_not_reported_as_zero():
+    tilts = [22, 16, 10, 4, 0, -4, -8, -12, -16, -20, -14, -6, -2, 0, 0, 0, 0]
+    result = cobb_angles(make_spine(tilts), IMAGE_HEIGHT)
+    assert spans(result)["PT"] == (0, 0)
+    assert result.pt == 0.0  # the challenge's number is kept for scoring
+    assert result.measured_angle("PT") is None
+    assert result.describe("PT") == "PT not measured: no curve above T1"
+    assert result.describe("MT") == "MT 42 deg, T1-T10"
+
+
+def test_straight_spine_main_curve_is_not_measured():
+    result = cobb_angles(make_spine([0.0] * 17), IMAGE_HEIGHT)
+    assert result.describe("MT") == "MT not measured: the visible vertebrae are all parallel"
+
+
+def test_physical_spacing_changes_angles_on_non_square_pixels():
+    points = SPINE
+    square = cobb_angles(points, IMAGE_HEIGHT, spacing=(0.2, 0.2))
+    np.testing.assert_allclose(angles(square), angles(cobb_angles(points, IMAGE_HEIGHT)))
+    wide = cobb_angles(points, IMAGE_HEIGHT, spacing=(0.1, 0.2))  # pixels twice as wide as tall
+    expected = cobb_angles(points * [0.1, 0.2], IMAGE_HEIGHT * 0.1)
+    np.testing.assert_allclose(angles(wide), angles(expected), atol=1e-9)
+    assert not np.allclose(angles(wide), angles(square))
+    # the lines to draw stay in pixels
+    np.testing.assert_allclose(wide.curve("MT").lines, square.curve("MT").lines)

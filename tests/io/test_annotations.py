@@ -112,8 +112,19 @@ def test_export_csv(tmp_path):
     path = export_landmarks_csv(tmp_path / "landmarks.csv", [ann, other])
     with path.open(newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == ["image", "landmark", "row", "col", "source"]
+    assert rows[0] == [
+        "image", "landmark", "row", "col", "row_mm", "col_mm",
+        "sigma_row", "sigma_col", "visible", "source", "model",
+    ]  # fmt: skip
     assert len(rows) == 1 + 6
-    assert rows[1] == ["film.png", "P0", "0.000", "10.500", "model"]
-    assert rows[2] == ["film.png", "P1", "", "", "human"]
+    assert rows[1] == [
+        "film.png", "P0", "0.000", "10.500", "0.0000", "1.4700",
+        "1.500", "1.500", "1", "model", "spine-v1",
+    ]  # fmt: skip
+    assert rows[2] == ["film.png", "P1", "", "", "", "", "1.500", "1.500", "0", "human", "spine-v1"]
     assert rows[4][0] == "other.png"
+    other.spacing = None
+    path = export_landmarks_csv(tmp_path / "no_spacing.csv", [other])
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[1][2:6] == ["0.000", "10.500", "", ""]  # no spacing: no mm

@@ -11,9 +11,9 @@ import torch
 
 from napari_nfdp.core.registry import ModelRegistry
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
-from napari_nfdp.core.synthetic import synthesize_spine
 from napari_nfdp.io.annotations import Annotation, sidecar_path, write_annotation
 from napari_nfdp.io.images import write_image
+from napari_nfdp.simulator import synthesize_spine
 from tests.conftest import SMALL_SHAPE, TINY_INPUT, small_sample
 from training.augment import AugmentConfig
 from training.loop import TrainConfig, train
@@ -54,9 +54,9 @@ def nfdp_home(tmp_path, monkeypatch) -> Path:
 def uncalibrated_model(monkeypatch) -> None:
     """The tiny model's sigma varies wildly from film to film: relax the "no spine found?"
     sigma test for it; tests of that check set the factor themselves."""
-    from napari_nfdp.ui import jobs
+    from napari_nfdp.core import detection
 
-    monkeypatch.setattr(jobs, "NO_SPINE_SIGMA_FACTOR", 1e3)
+    monkeypatch.setattr(detection, "NO_SPINE_SIGMA_FACTOR", 1e3)
 
 
 @pytest.fixture

@@ -165,10 +165,11 @@ def test_save_close_and_reopen_restore_points_and_sources(detected, spine_folder
     assert restored.features["source"].iloc[5] == "human"
     assert not restored.features["visible"].iloc[40]
     assert "Restored 68 landmarks" in widget.status.text()
-    assert widget.cobb_result is None  # a hidden landmark: no Cobb angles ...
-    assert "need all 68" in widget.angles_label.text()  # ... and the widget says why
+    # a hidden corner: its vertebra (T11) is left out, the others still give angles ...
+    assert widget.cobb_result is not None and widget.cobb_result.left_out == (10,)
+    assert "Left out (a corner not visible): T11" in widget.angles_label.text()  # ... it says so
     widget.toggle_visible(40)
-    assert widget.cobb_result is not None
+    assert widget.cobb_result.left_out == ()
 
 
 def test_folder_stepping_saves_and_restores(detected, spine_folder, qtbot):

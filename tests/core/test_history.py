@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_nfdp.ui.history import Edit, EditHistory, PointRows
+from napari_nfdp.core.history import Edit, EditHistory, PointRows
 
 
 def _edit(label: str, index: int = 0) -> Edit:

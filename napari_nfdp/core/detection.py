@@ -1,0 +1,160 @@
+"""The one detect path: blank check -> predict -> plausibility -> Cobb angles.
+
+The dock widget's worker, ``nfdp detect`` and the demo all call :func:`detect`, so a film gets
+the same checks and the same answer everywhere. Bad input becomes a :class:`Detection` with an
+``error``; a prediction that does not look like a spine keeps its points but carries ``doubt``
+(status "implausible") and no angles, so nobody reads it as a measurement.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_nfdp.core.cobb import CobbError, CobbResult, cobb_angles
+from napari_nfdp.core.localizer import Localizer, Prediction
+from napari_nfdp.core.preprocess import ImageError, to_grey_float32
+from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
+
+log = logging.getLogger(__name__)
+
+# Plausibility of a detection: above these the film probably shows no spine.
+NO_SPINE_SIGMA_FACTOR = 4.0  # median sigma vs the model's typical sigma on its validation films
+OUTSIDE_FRACTION = 0.25  # share of landmarks falling outside the image
+MIN_SPINE_FRACTION = 0.2  # T1 top to L5 bottom, as a fraction of the image height
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What one detection produced.
+
+    ``status`` is "ok", "implausible" (points kept in ``prediction`` for checking, ``doubt``
+    says why, no angles) or "error" (``error`` says why, no prediction). ``cobb`` is None
+    when the angles cannot be measured (``cobb_note`` says why) or the result is implausible.
+    """
+
+    image_shape: tuple[int, int]
+    prediction: Prediction | None = None
+    cobb: CobbResult | None = None
+    cobb_note: str | None = None
+    doubt: str | None = None
+    error: str | None = None
+    model_id: str = ""
+    seconds: float = 0.0
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "error"
+        return "implausible" if self.doubt else "ok"
+
+
+def measure_cobb(
+    points: np.ndarray,
+    names: Sequence[str],
+    image_height: float,
+    spacing: Sequence[float] | None = None,
+) -> tuple[CobbResult | None, str | None]:
+    """Cobb angles of landmarks (NaN rows hidden), or None and the reason they have none."""
+    if tuple(names) != SPINE_LANDMARK_NAMES:
+        return None, "Cobb angles need the 68-landmark spine model."
+    try:
+        return cobb_angles(points, image_height, tuple(spacing) if spacing else None), None
+    except CobbError as error:
+        return None, f"No Cobb angles: {error}."
+
+
+def is_blank(grey: np.ndarray) -> bool:
+    """True when an image has (almost) no contrast, judged on a subsample."""
+    step = max(1, int(math.sqrt(grey.size / 65536)))
+    low, high = np.percentile(grey[::step, ::step], [1.0, 99.0])
+    return bool(high - low <= 1e-6 * max(1.0, abs(float(high))))
+
+
+def plausibility_warning(
+    prediction: Prediction, image_shape: tuple[int, int], typical_sigma_pct: float | None = None
+) -> str | None:
+    """A "no spine found?" message when a prediction does not look like a spine, else None.
+
+    ``typical_sigma_pct`` is the model's median sigma on its validation films (percent of the
+    image height, stored in the checkpoint's metrics); NFDP's sigma is a relative uncertainty,
+    so it is only compared with the same model's own typical value.
+    """
+    height, width = image_shape[:2]
+    points = prediction.landmarks
+    if not np.isfinite(points).all():
+        return "No spine found? The model gave no position for some landmarks."
+    sigma_pct = 100 * float(np.median(prediction.sigma.mean(axis=1))) / height
+    if typical_sigma_pct and sigma_pct > NO_SPINE_SIGMA_FACTOR * typical_sigma_pct:
+        return (
+            f"No spine found? The model is unsure everywhere (uncertainty {sigma_pct:.1f} % of "
+            f"the image height, {sigma_pct / typical_sigma_pct:.1f} x its usual)."
+        )
+    margin = 0.05 * np.array([height, width])
+    outside = ((points < -margin) | (points > np.array([height, width]) + margin)).any(axis=1)
+    if outside.mean() > OUTSIDE_FRACTION:
+        return f"No spine found? {int(outside.sum())} landmarks fall outside the image."
+    if prediction.landmark_names == SPINE_LANDMARK_NAMES:
+        centres = points.reshape(-1, 4, 2).mean(axis=1)
+        disorder = int((np.diff(centres[:, 0]) <= 0).sum())
+        if disorder > 2:
+            return f"No spine found? {disorder} vertebrae are out of top-to-bottom order."
+        if centres[-1, 0] - centres[0, 0] < MIN_SPINE_FRACTION * height:
+            return "No spine found? The detected spine is implausibly short for this film."
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return text if text else type(error).__name__
+
+
+def detect(
+    localizer: Localizer,
+    image: np.ndarray,
+    *,
+    spacing: Sequence[float] | None = None,
+    model_id: str = "",
+) -> Detection:
+    """Landmarks, plausibility and Cobb angles of one film; never raises for bad input.
+
+    ``spacing`` (row, col) mm per pixel makes the angles physical when the film has it.
+    """
+    start = time.perf_counter()
+    image = np.asarray(image)
+    shape = tuple(int(n) for n in image.shape[:2])
+    try:
+        grey = to_grey_float32(image)
+        if is_blank(grey):
+            return Detection(
+                shape,
+                error="No spine found? The image is blank (it has no contrast).",
+                model_id=model_id,
+            )
+        prediction = localizer.predict(image)
+    except ImageError as error:
+        return Detection(shape, error=f"Cannot analyse this image: {_describe(error)}")
+    except (RuntimeError, ValueError, MemoryError, IndexError) as error:
+        log.exception("detection failed on an image of shape %s", shape)
+        return Detection(shape, error=f"Detection failed: {_describe(error)}", model_id=model_id)
+    typical = localizer.checkpoint.metrics.get("val_sigma_pct")
+    doubt = plausibility_warning(prediction, shape, typical)
+    cobb, note = None, None
+    if doubt is None:
+        cobb, note = measure_cobb(
+            prediction.landmarks, prediction.landmark_names, shape[0], spacing
+        )
+    return Detection(
+        shape,
+        prediction=prediction,
+        cobb=cobb,
+        cobb_note=note,
+        doubt=doubt,
+        model_id=model_id,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,224 @@
+"""Films the dock knows, their sidecars, and autosave off the drag path.
+
+A :class:`Film` is one radiograph the dock has shown: where its sidecar goes, its landmark
+session (None before the first detection) and whether autosave may write. The rules:
+
+* opening a film reads its sidecar first; one that cannot be read, or was made for an image
+  of another size, is left untouched and blocks autosave (an explicit Save keeps the old file
+  as ``.unreadable`` and writes a new one);
+* a doubtful detection that nobody confirmed (``session.doubt``) is never autosaved;
+* :class:`Autosaver` writes a changed film a moment after the last change (debounced, so a
+  drag never waits for the disk), and at once on ``flush`` (before stepping, closing, exports).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from qtpy.QtCore import QObject, QTimer
+
+from napari_nfdp.core.session import LandmarkSession, SessionError
+from napari_nfdp.io.annotations import (
+    SIDECAR_SUFFIX,
+    Annotation,
+    annotation_from_session,
+    read_annotation,
+    session_from_annotation,
+    sidecar_path,
+    write_annotation,
+)
+
+log = logging.getLogger(__name__)
+AUTOSAVE_DELAY_MS = 300
+
+
+@dataclass
+class Film:
+    """One radiograph: its file, size and spacing, its session and its sidecar state."""
+
+    key: str
+    name: str
+    shape: tuple[int, int]
+    path: Path | None = None
+    spacing: tuple[float, float] | None = None
+    session: LandmarkSession | None = None
+    sidecar: Path | None = None
+    blocked: str | None = None  # why autosave must not overwrite the sidecar
+    saved_revision: int = -1
+
+    @property
+    def dirty(self) -> bool:
+        """True when the session changed since it was last written."""
+        return self.session is not None and self.session.revision != self.saved_revision
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What reading a film's sidecar gave: a session, or a message (and maybe a block)."""
+
+    session: LandmarkSession | None = None
+    message: str | None = None
+    level: str = "info"
+    blocked: str | None = None
+
+
+def restore(film: Film) -> Restored:
+    """Read a film's sidecar (if it has one) into a session; never raises."""
+    target = film.sidecar
+    if target is None or not target.is_file():
+        return Restored()
+    try:
+        annotation = read_annotation(target)
+        session = session_from_annotation(annotation)
+    except SessionError as error:
+        return Restored(message=f"{target.name} {error}; nothing restored.", level="warning")
+    except (OSError, ValueError, OverflowError, RecursionError) as error:
+        return Restored(
+            message=f"Could not read the saved annotation {target.name}: {error}. It was left "
+            "untouched and autosave is off for this image (Save keeps the old file as "
+            ".unreadable).",
+            level="error",
+            blocked="the saved annotation could not be read",
+        )
+    if tuple(annotation.image_shape) != film.shape:
+        return Restored(
+            message=f"{target.name} was made for an image of {annotation.image_shape[0]} x "
+            f"{annotation.image_shape[1]} pixels, not {film.shape[0]} x {film.shape[1]}: it was "
+            "left untouched and autosave is off for this image.",
+            level="error",
+            blocked="the saved annotation is for an image of another size",
+        )
+    human = session.human_count
+    return Restored(
+        session,
+        f"Restored {len(session.names)} landmarks of {film.name} ({human} corrected by you) "
+        f"from {target.name}.",
+    )
+
+
+def write(film: Film) -> Path:
+    """Write a film's session to its sidecar atomically (moving an unreadable one aside).
+
+    Raises OSError / ValueError when it cannot be written; the caller says so.
+    """
+    target, session = film.sidecar, film.session
+    if target is None or session is None:
+        raise ValueError("nothing to save")
+    if film.blocked and target.exists():
+        target.replace(target.with_name(target.name + ".unreadable"))
+    write_annotation(target, annotation_from_session(session, film.name, film.shape, film.spacing))
+    film.blocked = None
+    film.saved_revision = session.revision
+    return target
+
+
+def autosave_refusal(film: Film) -> str | None:
+    """Why autosave must not write this film now (None: it may)."""
+    if film.sidecar is None:
+        return (
+            "Not saved: this image has no file on disk. Choose an annotation folder to keep "
+            "the corrections."
+        )
+    if film.blocked:
+        return (
+            f"Autosave is off: {film.blocked}. Save keeps the old file as "
+            f"{film.sidecar.name}.unreadable and writes a new one."
+        )
+    if film.session is not None and not film.session.is_measurement:
+        return "Not saved yet: check the points, then correct them or press Save."
+    return None
+
+
+class FilmShelf:
+    """Every film the dock has shown, by file (or layer), and where their sidecars go."""
+
+    def __init__(self) -> None:
+        self.annotation_folder: Path | None = None
+        self._films: dict[str, Film] = {}
+
+    def film(
+        self,
+        key: str,
+        name: str,
+        shape: tuple[int, int],
+        path: Path | None,
+        spacing: tuple[float, float] | None,
+    ) -> tuple[Film, Restored | None]:
+        """The film under ``key``; a new one has its sidecar read (the Restored outcome)."""
+        film = self._films.get(key)
+        if film is not None:
+            return film, None
+        film = Film(key, name, shape, path, spacing, sidecar=self.sidecar_of(path, name))
+        self._films[key] = film
+        restored = restore(film)
+        film.session, film.blocked = restored.session, restored.blocked
+        if film.session is not None:
+            film.saved_revision = film.session.revision
+        return film, restored
+
+    def forget(self, film: Film) -> None:
+        """Drop a film (its image was closed); opening it again reads its sidecar anew."""
+        if self._films.get(film.key) is film:
+            del self._films[film.key]
+
+    def __contains__(self, film: Film) -> bool:
+        return self._films.get(film.key) is film
+
+    def sidecar_of(self, path: Path | None, name: str) -> Path | None:
+        """Where a film's annotation is kept (None: nowhere, it has no file and no folder)."""
+        if path is not None:
+            return sidecar_path(path, self.annotation_folder)
+        if self.annotation_folder is not None:
+            return self.annotation_folder / f"{name}{SIDECAR_SUFFIX}"
+        return None
+
+    def set_folder(self, folder: Path | None) -> None:
+        """Keep sidecars in ``folder`` (None: next to the images)."""
+        self.annotation_folder = folder
+        for film in self._films.values():
+            film.sidecar = self.sidecar_of(film.path, film.name)
+
+    def saved_annotations(self, paths: list[Path]) -> list[tuple[str, Annotation]]:
+        """(image name, annotation) of the films among ``paths`` that have a readable sidecar."""
+        rows: list[tuple[str, Annotation]] = []
+        for path in paths:
+            target = sidecar_path(path, self.annotation_folder)
+            if target.is_file():
+                try:
+                    rows.append((path.name, read_annotation(target)))
+                except (OSError, ValueError, OverflowError, RecursionError):
+                    log.warning("skipped the unreadable annotation %s", target)
+        return rows
+
+
+class Autosaver(QObject):
+    """Calls ``save(film)`` for changed films a moment after the last change, or on flush."""
+
+    def __init__(self, save: Callable[[Film], None], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._save = save
+        self._pending: dict[str, Film] = {}
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(AUTOSAVE_DELAY_MS)
+        self._timer.timeout.connect(self.flush)
+
+    def schedule(self, film: Film) -> None:
+        """Save ``film`` soon (each new change restarts the wait)."""
+        self._pending[film.key] = film
+        self._timer.start()
+
+    def flush(self) -> None:
+        """Save every pending film now."""
+        self._timer.stop()
+        pending, self._pending = list(self._pending.values()), {}
+        for film in pending:
+            if film.dirty:
+                self._save(film)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)

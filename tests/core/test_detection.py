@@ -1,0 +1,48 @@
+"""The one detect path: blank check, prediction, plausibility, Cobb angles (a real model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_nfdp.core import detection
+from napari_nfdp.core.detection import detect, measure_cobb
+from napari_nfdp.core.localizer import Localizer
+from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
+from napari_nfdp.simulator import synthesize_spine
+
+
+@pytest.fixture(scope="module")
+def localizer():
+    return Localizer.load(device="cpu")  # the bundled spine model
+
+
+def test_a_spine_film_is_ok_with_angles(localizer):
+    case = synthesize_spine(7, shape=(1024, 512))
+    result = detect(localizer, case.image, model_id="bundled")
+    assert result.status == "ok" and result.doubt is None and result.error is None
+    assert result.prediction.landmarks.shape == (68, 2)
+    assert result.cobb is not None and result.model_id == "bundled"
+    assert result.image_shape == (1024, 512)
+
+
+def test_blank_and_unreadable_images_are_errors(localizer):
+    blank = detect(localizer, np.full((300, 200), 7, dtype=np.uint16))
+    assert blank.status == "error" and "blank" in blank.error and blank.prediction is None
+    tiny = detect(localizer, np.zeros((3, 3)))
+    assert tiny.status == "error"
+
+
+def test_an_implausible_film_keeps_its_points_but_has_no_angles(localizer, monkeypatch):
+    monkeypatch.setattr(detection, "NO_SPINE_SIGMA_FACTOR", 1e-6)
+    case = synthesize_spine(7, shape=(1024, 512))
+    result = detect(localizer, case.image)
+    assert result.status == "implausible" and result.doubt.startswith("No spine found?")
+    assert result.prediction is not None and result.cobb is None
+
+
+def test_measure_cobb_says_why_not():
+    assert measure_cobb(np.zeros((5, 2)), ("a",) * 5, 100)[1].startswith("Cobb angles need")
+    none = np.full((68, 2), np.nan)
+    result, note = measure_cobb(none, SPINE_LANDMARK_NAMES, 100)
+    assert result is None and note.startswith("No Cobb angles: ")
