@@ -77,6 +77,8 @@ def main() -> None:
         if i < args.films - 1:
             widget.next_image()
             _wait(app, lambda: not widget.busy)
+            _drawn(app, widget)  # the new film is on screen before the next click
+            time.sleep(0.5)
     step_s = []
     for delta in [-1] * (args.films - 1) + [+1] * (args.films - 1):
         start = time.perf_counter()

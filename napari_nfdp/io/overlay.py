@@ -43,7 +43,7 @@ def render_overlay(
     radius, width = max(2.0, 6 * scale), max(1, int(round(2 * scale)))
     if cobb is not None:
         extend = 0.6  # lines reach beyond the vertebra so the angle reads clearly
-        for curve in cobb.curves:
+        for curve in (c for c in cobb.curves if c.measured):  # no line for a 0-deg non-curve
             for left, right in curve.lines:
                 d = right - left
                 _draw_line(

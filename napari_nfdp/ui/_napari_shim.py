@@ -39,8 +39,16 @@ def move_shapes(layer: Shapes, vertices: Sequence[np.ndarray]) -> None:
 
     Rebuilding a Shapes layer through its ``data`` setter costs ~10 ms for a handful of lines;
     editing the shape list directly (as napari's own vertex editing does) is a fraction of it,
-    which keeps the Cobb overlay smooth while a point is dragged. Counts and types must match.
+    which keeps the Cobb overlay smooth while a point is dragged. Only shapes whose vertices
+    changed are edited (a drag usually moves one end-vertebra line). Counts and types must
+    match.
     """
+    shapes = layer._data_view.shapes
+    changed = False
     for index, points in enumerate(vertices):
-        layer._data_view.edit(index, np.asarray(points, dtype=float))
-    layer.refresh()
+        points = np.asarray(points, dtype=float)
+        if not np.array_equal(shapes[index].data, points.astype(shapes[index].data.dtype)):
+            layer._data_view.edit(index, points)
+            changed = True
+    if changed:
+        layer.refresh()

@@ -136,20 +136,20 @@ class EditActions(ModelControls):
     def _update_cobb(self, view: FilmLayers) -> bool:
         """Recompute the Cobb angles from the points the layer shows; True when they changed.
 
-        Cheap: it runs on every redraw while a point is dragged.
+        Cheap: it runs on every redraw while a point is dragged, and does nothing when the
+        view already shows the angles of exactly these points.
         """
         film = self._film(view)
         session, positions = film.session, view.positions()
         if session is None or positions is None or positions.shape != (len(session.names), 2):
             return False
         positions[~session.visible] = np.nan
+        if not view.needs_cobb(film.key, positions, session.doubt):
+            return False
         if not session.is_measurement:
             angles = (None, f"No Cobb angles: {session.doubt}")
         else:
             angles = measure_cobb(positions, session.names, film.shape[0], film.spacing)
-        previous = self._cobb.get(film.key)
-        if previous is not None and previous[0] is None and angles == previous:
-            return False
         self._cobb[film.key] = angles
         view.show_cobb(angles[0])
         return True

@@ -48,6 +48,7 @@ class FilmLayers:
         self._on_edited = on_edited
         self._applying = False
         self._disconnects: list[Callable[[], None]] = []
+        self._cobb_drawn: tuple[str, np.ndarray, str | None] | None = None
 
     # -- film data ----------------------------------------------------------------------------
 
@@ -73,30 +74,43 @@ class FilmLayers:
         """Show landmarks (a copy of ``positions``), creating the layers on first use."""
         if self.points is None:
             self._create(positions, features, labels)
-        else:
-            with self.applying():
+        with self.applying():  # the caller draws the Cobb lines once, after
+            if len(self.points.data) != len(positions) or (self.points.data != positions).any():
                 self.points.data = np.array(positions, dtype=float)
-        restyle_points(self.points, features, doubtful)
-        self.points.visible = True
+            restyle_points(self.points, features, doubtful)
 
     def clear_points(self) -> None:
-        """No landmarks for this film: empty (and hide) the layers, keep them for later."""
+        """No landmarks for this film: empty the layers, keep them for later."""
         if self.points is not None and len(self.points.data):
             with self.applying():
                 self.points.selected_data = set()
                 self.points.data = np.empty((0, 2))
-        if self.points is not None:
-            self.points.visible = False
+        self._cobb_drawn = None
         self.show_cobb(None)
 
     def restyle(self, features: pd.DataFrame, doubtful: bool) -> None:
         """New sources / visibility / review flags on the same positions."""
         if self.points is not None:
-            restyle_points(self.points, features, doubtful)
+            with self.applying():
+                restyle_points(self.points, features, doubtful)
 
     def positions(self) -> np.ndarray | None:
         """A copy of the positions the layer shows now (mid-drag ones included)."""
         return None if self.points is None else np.array(self.points.data, dtype=float)
+
+    def needs_cobb(self, key: str, points: np.ndarray, doubt: str | None) -> bool:
+        """Whether the Cobb lines shown are not those of film ``key`` at ``points`` (NaN rows
+        hidden); remembers these as shown."""
+        drawn = self._cobb_drawn
+        if (
+            drawn is not None
+            and drawn[0] == key
+            and drawn[2] == doubt
+            and np.array_equal(drawn[1], points, equal_nan=True)
+        ):
+            return False
+        self._cobb_drawn = (key, points.copy(), doubt)
+        return True
 
     def show_cobb(self, result: CobbResult | None) -> None:
         """Draw the Cobb lines (None clears them)."""

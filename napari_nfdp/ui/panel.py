@@ -118,8 +118,11 @@ class ControlPanel(QWidget):
         self.detect_button = _button(
             "Detect landmarks", _tip("Run the selected model on this image", "detect"), self.detect
         )
+        # a still bar, not the animated "busy" one: under software OpenGL every repaint of the
+        # window recomposites the canvas, and the animation would slow the detection down
         self.detect_busy = QProgressBar()
-        self.detect_busy.setRange(0, 0)
+        self.detect_busy.setRange(0, 1)
+        self.detect_busy.setValue(0)
         self.detect_busy.setFormat("Detecting…")
         self.detect_busy.setTextVisible(True)
         self.detect_busy.hide()
