@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from napari.utils.notifications import show_error, show_warning
@@ -168,6 +169,8 @@ class ControlPanel(QWidget):
         grid.addWidget(self.save_button, 4, 2)
         self.save_label = _wrapping_label()
         self.save_label.setStyleSheet("color: gray;")
+        # two lines: the time, then the file name (which may be wider than the dock)
+        self.save_label.setMinimumHeight(2 * self.save_label.fontMetrics().lineSpacing() + 4)
         grid.addWidget(self.save_label, 5, 0, 1, 3)
         layout.addWidget(detect_box)
 
@@ -262,6 +265,12 @@ class ControlPanel(QWidget):
         elif level == "warning":
             show_warning(text)
 
+    def _show_saved(self, when: str, path: Path) -> None:
+        """The save note: the time, then the file's name (breakable, so a narrow dock wraps it
+        instead of clipping it); the full path in the tooltip."""
+        self.save_label.setText(f"Saved at {when}: {breakable(path.name)}")
+        self.save_label.setToolTip(str(path))
+
     def _show_controls(self, state: ControlState) -> None:
         """Enable the buttons that can be used now and show the image's place in its folder."""
         self.detect_button.setEnabled(state.has_image and not state.detecting)
@@ -286,6 +295,13 @@ class ControlPanel(QWidget):
             self.angles_label.setText(angles_html(result))
         else:
             self.angles_label.setText(html.escape(note or "—"))
+
+
+def breakable(text: str) -> str:
+    """``text`` with zero-width spaces after . _ - / so that a label can wrap long names."""
+    for mark in "._-/":
+        text = text.replace(mark, mark + "\u200b")
+    return text
 
 
 def _wrapping_label(text: str = "") -> QLabel:

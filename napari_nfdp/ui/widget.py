@@ -559,8 +559,7 @@ class NFDPWidget(EditActions):
             self._say(f"Could not save {film.sidecar}: {error}", "error")
             return None
         stamp = datetime.now().strftime("%H:%M:%S")
-        self.save_label.setText(f"Saved at {stamp}: {target.name}")
-        self.save_label.setToolTip(str(target))
+        self._show_saved(stamp, target)
         if moved_aside:
             self._say(f"Saved {target}; the unreadable old one was kept as .unreadable.")
         elif explicit:

@@ -149,8 +149,9 @@ def test_save_close_and_reopen_restore_points_and_sources(detected, spine_folder
     expected = layer.data.copy()
     path = widget.save()
     assert path == sidecar_path(spine_folder / "film1.png")
-    label = widget.save_label.text()  # the time first: a narrow dock clips the line's end
-    assert label.startswith("Saved at ") and label.endswith(path.name)
+    # the time first, then the name, breakable (zero-width spaces) so a narrow dock wraps it
+    label = widget.save_label.text()
+    assert label.startswith("Saved at ") and label.replace("\u200b", "").endswith(path.name)
     raw = json.loads(path.read_text())
     assert raw["points"][40] == [None, None]  # not visible -> NaN -> null
     assert raw["source"][5] == "human" and raw["source"][40] == "human"
