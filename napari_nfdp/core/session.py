@@ -84,21 +84,22 @@ class LandmarkSession:
         source: Sequence[str],
         sigma: np.ndarray | None,
         model_id: str | None,
+        image_shape: tuple[int, int] | None = None,
     ) -> LandmarkSession:
-        """A session from saved points (NaN rows: not visible); raises SessionError if none is.
+        """A session from saved points (NaN rows: not visible).
 
-        Hidden points get positions between their visible neighbours so they can be shown and
-        dragged; the model's position is known only for the points still ``source = "model"``.
+        Hidden points get positions between their visible neighbours (or, when none is
+        visible, down the middle of the image) so they can be shown and dragged; the model's
+        position is known only for the points still ``source = "model"``. Every saved
+        decision is kept, "not visible" included, even when no point is visible.
         """
         points = np.array(points, dtype=float)
         visible = np.isfinite(points).all(axis=1)
-        if not visible.any():
-            raise SessionError("it holds no visible landmark")
         model = points.copy()
         model[[s != MODEL for s in source]] = np.nan
         return cls(
             names,
-            _fill_hidden(points),
+            _fill_hidden(points, image_shape),
             source=source,
             visible=visible,
             sigma=sigma,
@@ -306,16 +307,21 @@ class LandmarkSession:
         self.revision += 1
 
 
-def _fill_hidden(points: np.ndarray) -> np.ndarray:
+def _fill_hidden(points: np.ndarray, image_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Positions for NaN rows (not visible landmarks), so they can be shown and dragged.
 
     A hidden point goes where its visible neighbours in the landmark order suggest (linear
-    interpolation per coordinate).
+    interpolation per coordinate); with no visible point at all, the points are spread down
+    the middle of the image (or of a 1 x 1 square when its size is unknown).
     """
     points = np.array(points, dtype=float)
     visible = np.isfinite(points).all(axis=1)
-    if visible.all() or not visible.any():
+    if visible.all():
         return points
+    if not visible.any():
+        height, width = image_shape or (1, 1)
+        rows = np.linspace(0.1 * height, 0.9 * height, len(points))
+        return np.column_stack([rows, np.full(len(points), width / 2)])
     order = np.arange(len(points))
     for axis in (0, 1):
         points[~visible, axis] = np.interp(order[~visible], order[visible], points[visible, axis])

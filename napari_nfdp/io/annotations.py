@@ -46,6 +46,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "model",
 )
 _REQUIRED = ("image_name", "image_shape", "landmark_names", "points", "source")
+MAX_SIDECAR_BYTES = 20_000_000  # a sidecar of thousands of landmarks is a few hundred kB
+FAR_OUTSIDE = 10.0  # points beyond this many image sizes off the film are not plausible
 
 
 def _now() -> str:
@@ -73,8 +75,18 @@ class Annotation:
         self.landmark_names = tuple(str(n) for n in self.landmark_names)
         k = len(self.landmark_names)
         self.points = _points_array(self.points, k, "points")
+        size = np.array(self.image_shape, dtype=float)
+        far = np.abs(self.points - size / 2) > FAR_OUTSIDE * size
+        if far.any():
+            row = int(np.flatnonzero(far.any(axis=1))[0])
+            raise ValueError(
+                f"point {self.landmark_names[row]} at {self.points[row].tolist()} lies far "
+                f"outside the {self.image_shape[0]} x {self.image_shape[1]} image"
+            )
         if self.sigma is not None:
             self.sigma = _points_array(self.sigma, k, "sigma")
+            if (self.sigma < 0).any() or (self.sigma > FAR_OUTSIDE * size.max()).any():
+                raise ValueError("sigma holds negative or implausibly large values")
         self.source = [str(s) for s in self.source]
         if len(self.source) != k:
             raise ValueError(f"source has {len(self.source)} entries for {k} landmarks")
@@ -192,19 +204,32 @@ def write_annotation(path: str | Path, ann: Annotation) -> Path:
 
 
 def read_annotation(path: str | Path) -> Annotation:
-    """Read and validate a sidecar; a bad file raises ValueError naming it."""
+    """Read and validate a sidecar; whatever is wrong with it raises ValueError naming it.
+
+    (FileNotFoundError when there is no file.) Deep nesting, huge numbers and coordinates far
+    outside the image are all "not readable", never another exception type.
+    """
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            raise ValueError(f"it is larger than {MAX_SIDECAR_BYTES // 1_000_000} MB")
         with path.open(encoding="utf-8") as fh:
             data = json.load(fh)
     except FileNotFoundError:
         raise
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path.name}: not a readable annotation file ({exc})") from exc
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{path.name}: not a readable annotation file ({_brief(exc)})") from exc
     try:
         return annotation_from_dict(data)
-    except ValueError as exc:
-        raise ValueError(f"{path.name}: {exc}") from exc
+    except (ValueError, TypeError, OverflowError, RecursionError, AttributeError) as exc:
+        raise ValueError(f"{path.name}: {_brief(exc)}") from exc
+
+
+def _brief(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    if isinstance(error, RecursionError):
+        text = "nested too deeply"
+    return text if len(text) <= 200 else text[:200] + "…"
 
 
 def export_landmarks_csv(path: str | Path, rows: Iterable[Annotation]) -> Path:
@@ -246,9 +271,9 @@ def export_landmarks_csv(path: str | Path, rows: Iterable[Annotation]) -> Path:
 
 
 def session_from_annotation(ann: Annotation) -> LandmarkSession:
-    """The editable landmarks of a sidecar (SessionError when it has no visible point)."""
+    """The editable landmarks of a sidecar (all of them, hidden ones included)."""
     return LandmarkSession.from_saved(
-        ann.landmark_names, ann.points, ann.source, ann.sigma, ann.model
+        ann.landmark_names, ann.points, ann.source, ann.sigma, ann.model, ann.image_shape
     )
 
 

@@ -14,13 +14,15 @@ session (None before the first detection) and whether autosave may write. The ru
 from __future__ import annotations
 
 import logging
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from qtpy.QtCore import QObject, QTimer
 
-from napari_nfdp.core.session import LandmarkSession, SessionError
+from napari_nfdp.core.atomic import remove_stale_temporaries
+from napari_nfdp.core.session import LandmarkSession
 from napari_nfdp.io.annotations import (
     SIDECAR_SUFFIX,
     Annotation,
@@ -31,7 +33,7 @@ from napari_nfdp.io.annotations import (
     write_annotation,
 )
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 AUTOSAVE_DELAY_MS = 300
 
 
@@ -66,20 +68,27 @@ class Restored:
 
 
 def restore(film: Film) -> Restored:
-    """Read a film's sidecar (if it has one) into a session; never raises."""
+    """Read a film's sidecar (if it has one) into a session; never raises.
+
+    An unreadable sidecar, whatever is wrong with it, is copied byte for byte beside itself
+    (``<name>.unreadable``) and blocks autosave; so does a read-only one.
+    """
     target = film.sidecar
     if target is None or not target.is_file():
         return Restored()
     try:
         annotation = read_annotation(target)
         session = session_from_annotation(annotation)
-    except SessionError as error:
-        return Restored(message=f"{target.name} {error}; nothing restored.", level="warning")
-    except (OSError, ValueError, OverflowError, RecursionError) as error:
+    except (OSError, ValueError) as error:
+        try:
+            backup = keep_copy(target)
+        except OSError as copy_error:
+            logger.warning("could not copy the unreadable %s: %s", target, copy_error)
+            backup = None
+        kept = f"; a copy is kept as {backup.name}" if backup else ""
         return Restored(
             message=f"Could not read the saved annotation {target.name}: {error}. It was left "
-            "untouched and autosave is off for this image (Save keeps the old file as "
-            ".unreadable).",
+            f"untouched and autosave is off for this image{kept}. Save writes a new one.",
             level="error",
             blocked="the saved annotation could not be read",
         )
@@ -91,24 +100,48 @@ def restore(film: Film) -> Restored:
             level="error",
             blocked="the saved annotation is for an image of another size",
         )
-    human = session.human_count
-    return Restored(
-        session,
-        f"Restored {len(session.names)} landmarks of {film.name} ({human} corrected by you) "
-        f"from {target.name}.",
+    restored = (
+        f"Restored {len(session.names)} landmarks of {film.name} ({session.human_count} "
+        f"corrected by you, {session.hidden_count} not visible) from {target.name}."
     )
+    if is_read_only(target):
+        return Restored(
+            session,
+            f"{restored} The file is read-only: it is respected, autosave is off for it.",
+            "warning",
+            blocked=f"{target.name} is read-only",
+        )
+    return Restored(session, restored)
+
+
+def is_read_only(path: Path) -> bool:
+    """True when a file has no write permission bit at all (e.g. mode 0444)."""
+    return not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+
+
+def keep_copy(path: Path) -> Path:
+    """Copy a file byte for byte to ``<name>.unreadable`` (``.unreadable-2``... when such a
+    copy with other bytes exists); return the copy."""
+    data = path.read_bytes()
+    for n in range(1, 1000):
+        copy = path.with_name(path.name + (".unreadable" if n == 1 else f".unreadable-{n}"))
+        if copy.is_file() and copy.read_bytes() == data:
+            return copy
+        if not copy.exists():
+            copy.write_bytes(data)
+            return copy
+    raise OSError(f"too many copies of {path.name}")
 
 
 def write(film: Film) -> Path:
-    """Write a film's session to its sidecar atomically (moving an unreadable one aside).
+    """Write a film's session to its sidecar atomically.
 
-    Raises OSError / ValueError when it cannot be written; the caller says so.
+    Raises OSError (ReadOnlyFileError for a read-only sidecar) or ValueError when it cannot
+    be written; the caller says so.
     """
     target, session = film.sidecar, film.session
     if target is None or session is None:
         raise ValueError("nothing to save")
-    if film.blocked and target.exists():
-        target.replace(target.with_name(target.name + ".unreadable"))
     write_annotation(target, annotation_from_session(session, film.name, film.shape, film.spacing))
     film.blocked = None
     film.saved_revision = session.revision
@@ -123,10 +156,7 @@ def autosave_refusal(film: Film) -> str | None:
             "the corrections."
         )
     if film.blocked:
-        return (
-            f"Autosave is off: {film.blocked}. Save keeps the old file as "
-            f"{film.sidecar.name}.unreadable and writes a new one."
-        )
+        return f"Autosave is off: {film.blocked}. Save writes a new one."
     if film.session is not None and not film.session.is_measurement:
         return "Not saved yet: check the points, then correct them or press Save."
     return None
@@ -138,6 +168,7 @@ class FilmShelf:
     def __init__(self) -> None:
         self.annotation_folder: Path | None = None
         self._films: dict[str, Film] = {}
+        self._cleaned: set[Path] = set()
 
     def film(
         self,
@@ -153,11 +184,17 @@ class FilmShelf:
             return film, None
         film = Film(key, name, shape, path, spacing, sidecar=self.sidecar_of(path, name))
         self._films[key] = film
+        return film, self._read(film)
+
+    def _read(self, film: Film) -> Restored:
+        """Take the film's session from its sidecar (after clearing stale temporaries)."""
+        if film.sidecar is not None and film.sidecar.parent not in self._cleaned:
+            self._cleaned.add(film.sidecar.parent)
+            remove_stale_temporaries(film.sidecar.parent)
         restored = restore(film)
         film.session, film.blocked = restored.session, restored.blocked
-        if film.session is not None:
-            film.saved_revision = film.session.revision
-        return film, restored
+        film.saved_revision = film.session.revision if film.session is not None else -1
+        return restored
 
     def forget(self, film: Film) -> None:
         """Drop a film (its image was closed); opening it again reads its sidecar anew."""
@@ -175,11 +212,22 @@ class FilmShelf:
             return self.annotation_folder / f"{name}{SIDECAR_SUFFIX}"
         return None
 
-    def set_folder(self, folder: Path | None) -> None:
-        """Keep sidecars in ``folder`` (None: next to the images)."""
+    def set_folder(self, folder: Path | None) -> list[Restored]:
+        """Keep sidecars in ``folder`` (None: next to the images), reading what is there first.
+
+        A film whose sidecar already exists in the new place takes its landmarks from it (or
+        is blocked when it cannot be read), exactly as when a film is opened; the others keep
+        theirs and are written to the new place at their next save. Returns what was read.
+        """
         self.annotation_folder = folder
+        outcomes = []
         for film in self._films.values():
             film.sidecar = self.sidecar_of(film.path, film.name)
+            if film.sidecar is not None and film.sidecar.exists():
+                outcomes.append(self._read(film))
+            else:
+                film.blocked, film.saved_revision = None, -1
+        return outcomes
 
     def saved_annotations(self, paths: list[Path]) -> list[tuple[str, Annotation]]:
         """(image name, annotation) of the films among ``paths`` that have a readable sidecar."""
@@ -190,7 +238,7 @@ class FilmShelf:
                 try:
                     rows.append((path.name, read_annotation(target)))
                 except (OSError, ValueError, OverflowError, RecursionError):
-                    log.warning("skipped the unreadable annotation %s", target)
+                    logger.warning("skipped the unreadable annotation %s", target)
         return rows
 
 

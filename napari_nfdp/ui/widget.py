@@ -178,9 +178,10 @@ class NFDPWidget(EditActions):
             self._say(autosave_refusal(film) or "", "warning")
             return None
         film.session.confirm()
-        if self._write(film, explicit=True) is not None and film is self._film(self._view):
+        target = self._write(film, explicit=True)
+        if target is not None:
             self._show(self._view)
-        return film.sidecar
+        return target
 
     def toggle_labels(self) -> None:
         """Show or hide the vertebra labels next to the points."""
@@ -201,11 +202,16 @@ class NFDPWidget(EditActions):
     def set_annotation_folder(self, folder: str | Path | None) -> None:
         """Keep sidecars in ``folder`` instead of next to the images (None: next to them)."""
         self.autosaver.flush()
-        self.films.set_folder(Path(folder) if folder else None)
+        outcomes = self.films.set_folder(Path(folder) if folder else None)
         where = str(folder) if folder else "next to the images"
         self.folder_label.setText(where)
         self.folder_label.setToolTip(where)
+        if self._view is not None:
+            self._show(self._view)
         self._say(f"Annotations are saved {'in ' if folder else ''}{where}.")
+        for outcome in outcomes:  # what was already there was read first, never overwritten
+            if outcome.message:
+                self._say(outcome.message, outcome.level)
 
     def export_landmarks_csv(self, path: str | Path) -> Path | None:
         """Write the landmarks of every annotated image of the folder as one CSV."""
@@ -499,12 +505,7 @@ class NFDPWidget(EditActions):
                 names, pred.landmarks, pred.sigma, detection.model_id, detection.doubt
             )
         elif names != session.names:
-            self._say(
-                f"The selected model predicts landmarks named differently from this image's "
-                f"annotation ({len(names)} vs {len(session.names)}, e.g. “{names[0]}” vs "
-                f"“{session.names[0]}”): choose a matching model.",
-                "error",
-            )
+            self._say(_names_differ(names, session.names), "error")
             return
         else:
             with suppress(DoubtfulDetection):  # said below: the existing points stay
@@ -552,7 +553,6 @@ class NFDPWidget(EditActions):
         if refusal and not (explicit and film.sidecar is not None):
             self.save_label.setText(refusal)
             return None
-        moved_aside = film.blocked is not None and film.sidecar.exists()
         try:
             target = write(film)
         except (OSError, ValueError) as error:
@@ -560,9 +560,7 @@ class NFDPWidget(EditActions):
             return None
         stamp = datetime.now().strftime("%H:%M:%S")
         self._show_saved(stamp, target)
-        if moved_aside:
-            self._say(f"Saved {target}; the unreadable old one was kept as .unreadable.")
-        elif explicit:
+        if explicit:
             self._say(f"Saved {target}.")
         return target
 
@@ -624,3 +622,13 @@ def _files(image: Image) -> tuple[list[str], int]:
     """The folder's files an image layer steps through, and its place among them."""
     meta = image.metadata
     return [str(f) for f in meta.get("nfdp_files") or []], int(meta.get("nfdp_index", 0))
+
+
+def _names_differ(model: Sequence[str], saved: Sequence[str]) -> str:
+    """Say how a model's landmark names differ from an annotation's (count, or first name)."""
+    if len(model) != len(saved):
+        what = f"{len(model)} landmarks, but this image's annotation has {len(saved)}"
+    else:
+        i = next(i for i, (a, b) in enumerate(zip(model, saved, strict=True)) if a != b)
+        what = f"landmark {i + 1} as “{model[i]}”, but this image's annotation has “{saved[i]}”"
+    return f"The selected model names {what}: choose a matching model."

@@ -112,3 +112,13 @@ def test_revision_counts_every_change():
     session.undo()
     session.redo()
     assert session.revision == start + 3
+
+
+def test_all_hidden_human_points_are_kept_by_a_detection():
+    session = LandmarkSession.from_saved(
+        NAMES, np.full((6, 2), np.nan), ["human"] * 6, None, "v1", image_shape=(100, 40)
+    )
+    assert not session.visible.any()
+    np.testing.assert_allclose(session.positions[:, 1], 20.0)  # down the middle, draggable
+    assert session.merge_detection(np.ones((6, 2)), None, "v2") is None
+    assert not session.visible.any() and np.isnan(session.points()).all()

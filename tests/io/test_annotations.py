@@ -11,6 +11,7 @@ import pytest
 from napari_nfdp.io import annotations
 from napari_nfdp.io.annotations import (
     Annotation,
+    annotation_to_dict,
     export_landmarks_csv,
     read_annotation,
     sidecar_path,
@@ -128,3 +129,32 @@ def test_export_csv(tmp_path):
     with path.open(newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[1][2:6] == ["0.000", "10.500", "", ""]  # no spacing: no mm
+
+
+def test_hostile_sidecars_raise_value_error_naming_the_file(tmp_path):
+    path = tmp_path / "bad.nfdp.json"
+    good = annotation_to_dict(_annotation())
+    cases = {
+        "deep": "[" * 50_000 + "]" * 50_000,
+        "huge number": json.dumps({**good, "image_shape": [10**400, 5]}),
+        "huge point": json.dumps({**good, "points": [[1e308, 0.0], [None, None], [1.0, 2.0]]}),
+        "negative sigma": json.dumps({**good, "sigma": [[-1.0, 1.0]] * 3}),
+        "shape as text": json.dumps({**good, "image_shape": "tall"}),
+        "names as dict": json.dumps({**good, "landmark_names": {"a": 1}}),
+    }
+    for what, text in cases.items():
+        path.write_text(text)
+        with pytest.raises(ValueError, match="bad.nfdp.json") as info:
+            read_annotation(path)
+        assert type(info.value) is ValueError, what
+
+
+def test_read_only_sidecar_is_not_replaced(tmp_path):
+    from napari_nfdp.core.atomic import ReadOnlyFileError
+
+    path = write_annotation(tmp_path / "film.png.nfdp.json", _annotation())
+    path.chmod(0o444)
+    before = path.read_bytes()
+    with pytest.raises(ReadOnlyFileError, match="read-only"):
+        write_annotation(path, _annotation())
+    assert path.read_bytes() == before
