@@ -18,7 +18,7 @@ from napari.layers import Image
 from napari_nfdp.core.cobb import CobbResult
 from napari_nfdp.core.detection import measure_cobb
 from napari_nfdp.core.session import LandmarkSession, SessionError
-from napari_nfdp.ui.autosave import Film
+from napari_nfdp.io.films import Film
 from napari_nfdp.ui.editing import FilmLayers
 from napari_nfdp.ui.keybinds import shortcut_text
 from napari_nfdp.ui.model_controls import ModelControls

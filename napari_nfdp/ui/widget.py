@@ -37,8 +37,9 @@ from napari_nfdp.io.annotations import (
     annotation_from_session,
     export_landmarks_csv,
 )
+from napari_nfdp.io.films import Film, FilmShelf, autosave_refusal, write
 from napari_nfdp.io.report import REPORT_COLUMNS, annotation_report_row
-from napari_nfdp.ui.autosave import Autosaver, Film, FilmShelf, autosave_refusal, write
+from napari_nfdp.ui.autosave import Autosaver
 from napari_nfdp.ui.edit_actions import EditActions
 from napari_nfdp.ui.editing import FilmLayers
 from napari_nfdp.ui.jobs import (
