@@ -10,10 +10,13 @@ worse.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,12 +32,24 @@ from training.events import Baseline, Done, FinetuneResult, Loading
 from training.fit import DEFAULT_MAX_SIDE, split_validation
 from training.loop import ProgressFn, StopFn, TrainConfig, TrainingCancelled, train, validate
 
-__all__ = ["FinetuneResult", "finetune", "finetune_and_publish", "resolve_base"]
+__all__ = [
+    "FinetuneResult",
+    "finetune",
+    "finetune_and_publish",
+    "remove_stale_run_folders",
+    "resolve_base",
+    "write_failure_message",
+]
 
 logger = logging.getLogger(__name__)
 
 FINETUNE_STEPS = 60  # default optimisation steps when ``epochs`` is not given
 FINETUNE_LR = 2e-4
+RUN_PREFIX = "nfdp-finetune-"  # temporary run folders: <system temp>/nfdp-finetune-<random>
+RUN_OWNER_FILE = "owner.pid"  # in a temporary run folder: the id of the process using it
+STALE_RUN_SECONDS = 86400.0  # a run folder unchanged this long whose process is gone is litter
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_WRITE_FAILURE_TEXTS = ("no space left", "disk quota", "file too large", "file write failed")
 
 
 def _replay_samples(n: int, seed: int) -> list[Sample]:
@@ -142,6 +157,122 @@ def finetune(
     return best
 
 
+def _new_run_folder() -> Path:
+    """A temporary run folder (``RUN_PREFIX``) that names this process in ``RUN_OWNER_FILE``."""
+    run = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
+    try:
+        (run / RUN_OWNER_FILE).write_text(f"{os.getpid()}\n", encoding="ascii")
+    except OSError:
+        shutil.rmtree(run, ignore_errors=True)
+        raise
+    return run
+
+
+def _owner_alive(run: Path) -> bool:
+    """Whether the process named in a run folder's owner file may still be running.
+
+    No (readable) owner file, or no way to ask (not POSIX): False, so age alone decides.
+    """
+    try:
+        pid = int((run / RUN_OWNER_FILE).read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return False
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, but another user's
+        return True
+    return True
+
+
+def _last_change(folder: Path) -> float:
+    """The newest mtime of ``folder`` and everything in it (symlinks not followed)."""
+    newest = folder.lstat().st_mtime
+    for parent, names, files in os.walk(folder):
+        for name in (*names, *files):
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(os.path.join(parent, name)).st_mtime)
+    return newest
+
+
+def remove_stale_run_folders(
+    folder: str | Path | None = None, older_than: float = STALE_RUN_SECONDS
+) -> int:
+    """Delete fine-tune run folders left behind by crashed processes; return how many.
+
+    Looks in ``folder`` (default: the system temp folder) for ``nfdp-finetune-*`` folders of
+    this user in which nothing changed for ``older_than`` seconds and whose owning process
+    (``owner.pid``, written when the folder was made) is gone; folders without an owner file
+    are judged by age alone. Errors are logged, not raised.
+    """
+    folder = Path(folder) if folder is not None else Path(tempfile.gettempdir())
+    limit = time.time() - older_than
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.startswith(RUN_PREFIX)]
+    except OSError:
+        return 0
+    removed = 0
+    for run in candidates:
+        try:
+            info = run.lstat()
+            if not run.is_dir() or run.is_symlink():
+                continue
+            if hasattr(os, "getuid") and info.st_uid != os.getuid():
+                continue
+            if _last_change(run) >= limit or _owner_alive(run):
+                continue
+            shutil.rmtree(run)
+            removed += 1
+        except OSError as error:
+            logger.warning("could not remove the stale fine-tune run folder %s: %s", run, error)
+    if removed:
+        logger.info("removed %d stale fine-tune run folder(s) in %s", removed, folder)
+    return removed
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    """Whether an error (or one it was raised from) says a file could not be written."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).lower()
+        if isinstance(current, OSError) and current.errno in _WRITE_ERRNOS:
+            return True
+        if isinstance(current, OSError | RuntimeError) and (
+            any(t in text for t in _WRITE_FAILURE_TEXTS)
+            or ("enforce fail at inline_container" in text and "reader" not in text)
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def write_failure_message(error: BaseException, path: str | Path) -> str | None:
+    """The message of a fine-tune that failed writing a model file to ``path``, or None when
+    ``error`` is not a failed write (full disk, quota, file size limit, or torch's checkpoint
+    writer failing: ``[enforce fail at inline_container.cc...]``).
+    """
+    if not _is_write_failure(error):
+        return None
+    return (
+        "Fine-tuning failed: could not write the model file (is the disk full?) — "
+        f"{path}; the selected model is unchanged"
+    )
+
+
+class _ModelWriteFailed(Exception):
+    """A model file could not be written to ``path`` (carried up to the failure message)."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        super().__init__(f"could not write the model file in {path}: {error}")
+        self.path = path
+        self.error = error
+
+
 def _plural(n: int, word: str = "image") -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
@@ -164,7 +295,8 @@ def resolve_base(
         version = registry.selected()
         return version.path, version
     if isinstance(base, ModelVersion):
-        return base.path, base
+        version = registry.verify(base)
+        return version.path, version
     if isinstance(base, str):
         with contextlib.suppress(KeyError):
             version = registry.get(base)
@@ -176,10 +308,12 @@ def resolve_base(
             f"{base}: neither a model version of the registry {registry.root} "
             f"(known: {known}) nor a checkpoint file"
         )
+    matches: list[ModelVersion] = []
     with contextlib.suppress(RegistryError):  # an outside file needs no readable registry
-        for version in registry.versions():
-            if version.path.resolve() == path.resolve():
-                return version.path, version
+        matches = [v for v in registry.versions() if v.path.resolve() == path.resolve()]
+    if matches:
+        version = registry.verify(matches[0])  # a file the registry holds is checked too
+        return version.path, version
     return path, None
 
 
@@ -208,11 +342,15 @@ def finetune_and_publish(
     validation did not get worse); without it the registry is not changed. ``progress``
     receives :mod:`training.events` (``Loading`` while images are read); ``should_stop`` is
     polled between image reads and optimisation steps. Never raises for a failed fine-tune:
-    the result's status says "failed" and the traceback is logged. ValueError when neither
-    ``publish`` nor ``out`` would keep the candidate.
+    the result's status says "failed" and the traceback is logged (a failed model write says
+    so: :func:`write_failure_message`). ValueError when neither ``publish`` nor ``out`` would
+    keep the candidate. Stale temporary run folders of crashed runs are removed first
+    (:func:`remove_stale_run_folders`).
     """
     if not publish and out is None:
         raise ValueError("without publishing, the candidate needs a run folder (out) to stay in")
+    with contextlib.suppress(OSError):  # e.g. no usable temp folder: the run says so later
+        remove_stale_run_folders()
     base_id = getattr(base, "id", None) or str(base or "the selected model")
     try:
         return _finetune_and_publish(
@@ -234,6 +372,10 @@ def finetune_and_publish(
         return FinetuneResult("cancelled", f"Fine-tuning cancelled{kept}.")
     except Exception as error:  # noqa: BLE001 - a failed fine-tune is a result, not a crash
         logger.exception("fine-tuning %s failed", base_id)
+        if isinstance(error, _ModelWriteFailed):
+            message = write_failure_message(error.error, error.path)
+            if message is not None:
+                return FinetuneResult("failed", message)
         return FinetuneResult("failed", f"Fine-tuning failed: {_describe(error)}")
 
 
@@ -283,7 +425,13 @@ def _finetune_and_publish(
             notes=tuple(notes),
         )
     n_images = len(data.images)
-    run = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="nfdp-finetune-"))
+    try:
+        run = Path(out) if out is not None else _new_run_folder()
+    except OSError as error:
+        if _is_write_failure(error):
+            raise _ModelWriteFailed(Path(tempfile.gettempdir()), error) from error
+        raise
+    writing = run  # where a model file is being written, for a failed write's message
     try:
         candidate = finetune(
             base_path,
@@ -301,6 +449,7 @@ def _finetune_and_publish(
             raise TrainingCancelled("stopped after the last step")
         metrics = dict(load_checkpoint(candidate).metrics)
         if publish and version is not None:
+            writing = registry.versions_dir
             published, reason = registry.publish(
                 candidate, parent=version.id, n_images=n_images, metrics=metrics
             )
@@ -312,6 +461,10 @@ def _finetune_and_publish(
                 f"wrote {candidate} (validation MRE {before:.2f} % -> {after:.2f} %); "
                 "not published, the model registry is unchanged"
             )
+    except (OSError, RuntimeError) as error:
+        if _is_write_failure(error):
+            raise _ModelWriteFailed(writing, error) from error
+        raise
     finally:
         if out is None:
             shutil.rmtree(run, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -152,14 +153,46 @@ def _check_state_fits(state: dict[str, Any], config: ModelConfig) -> None:
             )
 
 
+def _non_finite(value: Any, where: str) -> str | None:
+    """Where in ``value`` (nested dicts/lists) a floating tensor holds NaN or inf, else None."""
+    if isinstance(value, torch.Tensor):
+        finite = not value.is_floating_point() or bool(torch.isfinite(value).all())
+        return None if finite else where
+    items: Any = ()
+    if isinstance(value, Mapping):
+        items = ((f"{where}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{where}[{i}]", item) for i, item in enumerate(value))
+    for name, item in items:
+        found = _non_finite(item, name)
+        if found is not None:
+            return found
+    return None
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and validate a checkpoint; every problem raises CheckpointError."""
+    """Read and validate a checkpoint; every problem raises CheckpointError.
+
+    Only tensors and plain data are unpickled (``weights_only=True``); a file holding anything
+    else, or weights with NaN or infinity in ``model_state`` or ``flow_state``, is refused.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for unreadable files
+        text = str(error).lower()
+        if (
+            isinstance(error, pickle.UnpicklingError)
+            or "weights_only" in text
+            or "weights only" in text
+        ):
+            # torch's text would advise loading with weights_only=False: never suggest that
+            raise CheckpointError(
+                f"{path} is not a napari-nfdp checkpoint, or it holds objects other than "
+                "tensors and plain data; it was not loaded"
+            ) from None
         raise CheckpointError(
             f"{path} is not a readable checkpoint (corrupt or not a checkpoint file): {error}"
         ) from error
@@ -190,6 +223,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     flow_state = payload.get("flow_state")
     if flow_state is not None and not isinstance(flow_state, dict):
         raise CheckpointError(f"{path} has an invalid flow state")
+    for name, part in (("model_state", state), ("flow_state", flow_state or {})):
+        where = _non_finite(part, name)
+        if where is not None:
+            raise CheckpointError(
+                f"{path} has weights that are not finite numbers (NaN or infinity) in {where}; "
+                "it was not loaded"
+            )
     meta_keys = ("normalisation", "code_version", "created", "half", "format_version")
     return Checkpoint(
         config=config,

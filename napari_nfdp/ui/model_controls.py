@@ -97,7 +97,7 @@ class ModelControls(ControlPanel):
         self.model_combo.clear()
         try:
             versions = self.registry.versions()
-            selected = self.registry.selected().id
+            selected = self.registry.selected_id()  # unchecked: a bad file stays pickable
         except (RegistryError, KeyError) as error:
             self._say(str(error), "error")
             return

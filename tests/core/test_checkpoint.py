@@ -1,3 +1,9 @@
+import math
+import os
+import pickle
+import uuid
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -89,7 +95,7 @@ def test_missing_file(tmp_path):
 def test_corrupt_and_foreign_files(tmp_path, model):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00\x01 definitely not a checkpoint" * 10)
-    with pytest.raises(CheckpointError, match="corrupt or not a checkpoint"):
+    with pytest.raises(CheckpointError, match="garbage.pt is not a napari-nfdp checkpoint"):
         load_checkpoint(garbage)
     good = save_checkpoint(tmp_path / "good.pt", model, landmark_names=default_landmark_names(5))
     truncated = tmp_path / "truncated.pt"
@@ -130,3 +136,67 @@ def test_weights_of_wrong_shape(tmp_path, good_payload):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="head.out.weight"):
         load_checkpoint(path)
+
+
+class _RunsCode:
+    """Unpickling this would run a shell command (what a malicious checkpoint does)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_a_checkpoint_that_would_run_code_is_refused_plainly(tmp_path, good_payload, writer):
+    marker = Path("/tmp") / f"pwned-{uuid.uuid4().hex}"
+    path = tmp_path / "evil.pt"
+    if writer == "torch.save":
+        torch.save({**good_payload, "metrics": _RunsCode(marker)}, path)
+    else:
+        path.write_bytes(pickle.dumps(_RunsCode(marker), protocol=2))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert not marker.exists()  # the command did not run
+    message = str(info.value)
+    assert message == (
+        f"{path} is not a napari-nfdp checkpoint, or it holds objects other than tensors and "
+        "plain data; it was not loaded"
+    )
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # torch's advice hidden
+    assert "weights_only" not in message and "weights only" not in message.lower()
+
+
+@pytest.mark.parametrize(
+    ("part", "key", "value"),
+    [
+        ("model_state", "backbone.conv1.weight", math.nan),
+        ("model_state", "head.out.bias", math.inf),
+        ("flow_state", "coupling.0.weight", -math.inf),
+    ],
+)
+def test_non_finite_weights_are_refused(tmp_path, good_payload, part, key, value):
+    state = {k: v.clone() for k, v in (good_payload[part] or {}).items()}
+    state[key] = state.get(key, torch.zeros(3, 2)).clone()
+    state[key].view(-1)[1] = value
+    path = tmp_path / "nonfinite.pt"
+    torch.save({**good_payload, part: state}, path)
+    with pytest.raises(
+        CheckpointError, match=f"nonfinite.pt has weights that are not finite.*{key}"
+    ):
+        load_checkpoint(path)
+
+
+def test_non_finite_half_weights_are_refused(tmp_path, model):
+    broken = LandmarkNet(model.config)
+    broken.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        broken.backbone.conv1.weight[0, 0, 0, 0] = math.nan
+    path = save_checkpoint(
+        tmp_path / "half.pt", broken, landmark_names=default_landmark_names(5), half=True
+    )
+    with pytest.raises(CheckpointError, match="backbone.conv1.weight"):
+        load_checkpoint(path)
+    save_checkpoint(path, model, landmark_names=default_landmark_names(5), half=True)
+    assert load_checkpoint(path).landmark_names == default_landmark_names(5)  # finite: fine

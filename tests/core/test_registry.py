@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,10 +55,29 @@ def _metrics(before: float, after: float) -> dict:
     return {"val_mre_pct_before": before, "val_mre_pct_after": after, "holdout_images": 1}
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 def _files(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` but the (empty) lock file that any change creates."""
     return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != registry_module.LOCK_FILE
     }
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _flip_byte(path: Path, offset: int | None = None) -> None:
+    """Change one byte of a file in place (same size), as bit rot or a stray write would."""
+    data = bytearray(path.read_bytes())
+    offset = len(data) // 2 if offset is None else offset
+    data[offset] ^= 0x01
+    with path.open("r+b") as stream:
+        stream.write(data)
 
 
 def test_empty_registry_lists_the_bundled_default(registry):
@@ -230,3 +253,134 @@ def test_label_of_a_version_without_metrics():
     assert "MRE" not in version.label and "images" not in version.label
     assert math.isnan(version.mre_pct)
     assert os.fspath(version.path) == "v3.pt"
+
+
+def test_processes_adding_at_once_lose_no_version(tmp_path):
+    """Real processes add to one registry at the same time: every acknowledged version is
+    listed once, with its own file, holding what that process wrote."""
+    workers, count = 4, 8
+    root, scratch, go = tmp_path / "models", tmp_path / "scratch", tmp_path / "go"
+    scratch.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.core.registry_worker"]
+            + [str(root), str(scratch), str(worker), str(count), str(go)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for worker in range(workers)
+    ]
+    time.sleep(3)  # let every worker import torch and build its model
+    go.touch()
+    acks = []
+    for process in processes:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err
+        acks += [json.loads(line) for line in out.splitlines()]
+    assert len(acks) == workers * count
+
+    registry = ModelRegistry(root)
+    listed = {v.id: v for v in registry.versions()[1:]}
+    assert len(listed) == len(registry.versions()) - 1  # ids unique
+    assert sorted(listed) == sorted(ack["id"] for ack in acks)  # no version lost
+    for ack in acks:
+        version = listed[ack["id"]]
+        assert version.note == f"w{ack['worker']}-{ack['item']}"
+        assert version.sha256 == ack["sha256"] == _sha256(version.path)
+        metrics = load_checkpoint(version.path).metrics
+        assert (metrics["worker"], metrics["item"]) == (ack["worker"], ack["item"])
+    files = sorted(p.name for p in (root / "versions").iterdir())
+    assert files == sorted(f"{ack['id']}.pt" for ack in acks)  # no stray or temporary files
+
+
+def test_a_published_file_changed_on_disk_is_refused_and_kept(registry, candidate):
+    first, _ = registry.publish(candidate, parent="bundled", n_images=1, metrics=_metrics(1, 0.5))
+    second, _ = registry.publish(candidate, parent="v1", n_images=1, metrics=_metrics(0.5, 0.4))
+    stored = json.loads(registry.file.read_text())["versions"]
+    assert [e["sha256"] for e in stored] == [_sha256(candidate)] * 2
+    assert registry.selected() == second and registry.get("v1") == first  # checked, and good
+
+    stat = first.path.stat()
+    _flip_byte(first.path)
+    os.utime(first.path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even with the old mtime
+    flipped = first.path.read_bytes()
+    for call in (lambda: registry.get("v1"), lambda: registry.select("v1"), registry.rollback):
+        with pytest.raises(RegistryError, match="changed on disk since it was published") as info:
+            call()
+        assert str(first.path) in str(info.value)
+    assert registry.selected() == second  # selection unchanged, other versions still usable
+    assert first.path.read_bytes() == flipped  # the file is kept as it is
+    assert [v.id for v in registry.versions()] == ["bundled", "v1", "v2"]
+
+    registry.select("bundled")
+    _flip_byte(second.path, offset=100)
+    with pytest.raises(RegistryError, match="v2.pt"):
+        registry.select("v2")
+    assert registry.selected().id == "bundled"
+
+
+def test_a_selected_file_changed_after_it_was_checked_is_refused(registry, candidate):
+    version = registry.add_file(candidate)
+    assert registry.selected() == version  # hashed once, remembered
+    _flip_byte(version.path)
+    with pytest.raises(RegistryError, match=f"{version.path}.*changed on disk"):
+        registry.selected()
+    with pytest.raises(RegistryError, match="changed on disk"):
+        ModelRegistry(registry.root).selected()
+
+
+def test_an_entry_without_a_hash_is_hashed_on_first_use(registry, candidate):
+    registry.add_file(candidate)
+    data = json.loads(registry.file.read_text())
+    del data["versions"][0]["sha256"]
+    registry.file.write_text(json.dumps(data))
+    assert registry.versions()[1].sha256 is None
+    assert registry.selected().sha256 == _sha256(candidate)
+    assert json.loads(registry.file.read_text())["versions"][0]["sha256"] == _sha256(candidate)
+    _flip_byte(registry.root / "versions" / "v1.pt")
+    with pytest.raises(RegistryError, match="changed on disk"):
+        registry.get("v1")
+
+
+def test_an_invalid_stored_hash_is_a_corrupt_registry(registry, candidate):
+    registry.add_file(candidate)
+    data = json.loads(registry.file.read_text())
+    data["versions"][0]["sha256"] = "not a digest"
+    registry.file.write_text(json.dumps(data))
+    with pytest.raises(RegistryError, match="corrupt.*sha256"):
+        registry.versions()
+
+
+def test_checkpoints_with_non_finite_weights_are_not_added(registry, tmp_path):
+    model = LandmarkNet(ModelConfig("regression", K, (64, 32)))
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(math.nan)
+    path = save_checkpoint(tmp_path / "nan.pt", model, landmark_names=generic_landmark_names(K))
+    with pytest.raises(CheckpointError, match="nan.pt.*not finite"):
+        registry.add_file(path)
+    with pytest.raises(CheckpointError, match="nan.pt.*not finite"):
+        registry.publish(path, parent="bundled", n_images=1, metrics=_metrics(1, 0.5))
+    assert registry.selected().id == "bundled"
+    assert not (registry.root / "versions").exists() or not any(
+        (registry.root / "versions").iterdir()
+    )
+
+
+def test_opening_a_registry_removes_stale_temporaries_only(registry, candidate):
+    registry.add_file(candidate)
+    versions = registry.root / "versions"
+    old = time.time() - 2 * 3600
+    stale = [versions / ".v2.pt.k3j4h5g6.tmp", registry.root / ".registry.json.a1b2c3d4.tmp"]
+    fresh = versions / ".v3.pt.z9y8x7w6.tmp"  # a write in progress in another process
+    others = [versions / "notes.tmp", registry.root / "my-model.pt"]  # not ours
+    for path in [*stale, fresh, *others]:
+        path.write_bytes(b"x" * 1000)
+    for path in [*stale, *others]:
+        os.utime(path, (old, old))
+    assert [v.id for v in ModelRegistry(registry.root).versions()] == ["bundled", "v1"]
+    assert not any(path.exists() for path in stale)
+    assert fresh.exists() and all(path.exists() for path in others)
