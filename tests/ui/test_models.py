@@ -62,3 +62,20 @@ def test_cuda_without_a_gpu_says_so(widget, spine_folder, qtbot):
     widget.device_combo.setCurrentText("cpu")
     detect_and_wait(qtbot, widget)
     assert widget.points_layer is not None
+
+
+def test_a_tampered_model_file_is_refused_and_the_picker_stays_usable(widget, spine_folder, qtbot):
+    version = widget.registry.selected()
+    data = bytearray(version.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the weights
+    version.path.write_bytes(bytes(data))
+    widget._refresh_models()
+    combo = widget.model_combo
+    assert [combo.itemData(i) for i in range(combo.count())] == ["bundled", "v1"]
+    open_and_wait(qtbot, widget, spine_folder)
+    assert widget.detect() is None
+    assert "changed on disk" in widget.status.text() and version.path.name in widget.status.text()
+    assert widget.points_layer is None
+    _choose(widget, "bundled")  # another version can still be picked
+    detect_and_wait(qtbot, widget)
+    assert widget.points_layer is not None
