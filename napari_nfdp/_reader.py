@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 
 from napari_nfdp.core.preprocess import ImageError, to_grey_float32
-from napari_nfdp.io.images import IMAGE_SUFFIXES, is_dicom, list_images, read_image
+from napari_nfdp.io.images import (
+    IMAGE_SUFFIXES,
+    is_dicom,
+    is_regular_file,
+    list_images,
+    read_image,
+)
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
@@ -31,8 +37,12 @@ def _image_files(path: str | Sequence[str]) -> list[Path]:
     path = Path(path)
     if path.is_dir():
         return list_images(path)
-    # A readable suffix with bad content is still ours: reading it gives a clear error.
-    return [path] if path.suffix.lower() in IMAGE_SUFFIXES or is_dicom(path) else []
+    # A readable suffix with bad content is still ours: reading it gives a clear error (a pipe
+    # or device named like an image included). Only regular files are opened to sniff for the
+    # DICOM preamble: this runs on the GUI thread, and opening a named pipe blocks.
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return [path]
+    return [path] if is_regular_file(path) and is_dicom(path) else []
 
 
 def _read(path: str | Sequence[str]) -> list[LayerData]:
@@ -53,17 +63,21 @@ def read_layer(
     """One image file as napari layer data: a grey array, scaled in mm when the spacing is known.
 
     ``files`` / ``index`` (default: just this file) go into the metadata as ``nfdp_files`` /
-    ``nfdp_index``. Bad content (not an image, corrupt DICOM, 3-D stack, tiny image) raises
-    ValueError naming the file.
+    ``nfdp_index``. Bad content raises a ``ValueError`` naming the file:
+    :class:`~napari_nfdp.io.images.ImageReadError` when the file cannot be read (not an image,
+    corrupt, too large, a stack, not a regular file) and
+    :class:`~napari_nfdp.core.preprocess.ImageError` when the image cannot be analysed (too
+    small, too elongated, NaN values).
     """
     path = Path(path)
     image, info = read_image(path)
     try:
         grey = to_grey_float32(image)
     except ImageError as error:
-        raise ValueError(f"{path.name}: {error}") from error
+        raise ImageError(f"{path.name}: {error}") from error
     if image.ndim == 3 and np.issubdtype(image.dtype, np.integer):
-        data = np.rint(grey).astype(image.dtype)  # luminance stays inside the input's range
+        # Luminance stays inside the input's range; rounded in place (large colour films).
+        data = np.rint(grey, out=grey).astype(image.dtype)
     else:
         data = image if image.ndim == 2 else grey
     spacing = info.get("spacing")

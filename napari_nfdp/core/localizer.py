@@ -16,7 +16,7 @@ from napari_nfdp.core.checkpoint import (
     load_checkpoint,
 )
 from napari_nfdp.core.network import ModelConfig
-from napari_nfdp.core.preprocess import apply_affine, prepare_input
+from napari_nfdp.core.preprocess import ImageError, apply_affine, prepare_input
 
 
 @dataclass(frozen=True)
@@ -80,20 +80,41 @@ class Localizer:
         return cls(load_checkpoint(path), resolve_device(device))
 
     def predict(self, image: np.ndarray) -> Prediction:
-        """Landmarks of one image (2-D grey or (H, W, 3|4) colour, any dtype)."""
-        return self.predict_batch([image], batch_size=1)[0]
+        """Landmarks of one image (2-D grey or (H, W, 3|4) colour, any dtype).
+
+        An image that cannot be analysed raises :class:`~napari_nfdp.core.preprocess.ImageError`.
+        """
+        return self._predict(images=[image], batch_size=1, name_images=False)[0]
 
     def predict_batch(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[Prediction]:
-        """Landmarks of several images, run through the network in chunks of ``batch_size``."""
+        """Landmarks of several images, run through the network in chunks of ``batch_size``.
+
+        An image that cannot be analysed raises :class:`~napari_nfdp.core.preprocess.ImageError`
+        naming its index and shape.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        return self._predict(images, batch_size, name_images=True)
+
+    def _predict(
+        self, images: Sequence[np.ndarray], batch_size: int, name_images: bool
+    ) -> list[Prediction]:
         predictions: list[Prediction] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            prepared = [
-                prepare_input(image, self.config.input_size, self.config.fit_fraction)
-                for image in chunk
-            ]
+            prepared = []
+            for offset, image in enumerate(chunk):
+                try:
+                    prepared.append(
+                        prepare_input(image, self.config.input_size, self.config.fit_fraction)
+                    )
+                except ImageError as error:
+                    if not name_images:
+                        raise
+                    raise ImageError(
+                        f"image {start + offset} of {len(images)} "
+                        f"(shape {tuple(np.shape(image))}): {error}"
+                    ) from error
             batch = torch.from_numpy(np.stack([inputs for inputs, _ in prepared]))[:, None]
             with torch.inference_mode():
                 mu, sigma = self.model(batch.to(self.device))

@@ -16,22 +16,30 @@ from scipy import ndimage
 
 PAD_VALUE = -0.5
 MIN_SIDE = 32
+#: The longest side may be at most this many times the shortest (a long film is about 3:1).
+MAX_ASPECT = 20.0
+#: Float images whose values exceed this magnitude are refused (float32 arithmetic overflows).
+MAX_MAGNITUDE = 1e30
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5
 # ITU-R BT.709 luma weights for colour -> grey.
 LUMA_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
 _PERCENTILE_SAMPLES = 1 << 14
+_BAND_PIXELS = 1 << 22
 
 
 class ImageError(ValueError):
-    """An image the localizer cannot work on, with a message saying why."""
+    """An image the localizer cannot work on, with a message saying why (wrong dtype or shape,
+    empty, smaller than MIN_SIDE, more elongated than MAX_ASPECT, NaN / infinite values or
+    values beyond MAX_MAGNITUDE)."""
 
 
 def to_grey_float32(image: np.ndarray) -> np.ndarray:
     """Validate an image and return its raw intensities as a 2-D float32 array.
 
     Accepts 2-D grey arrays of any real dtype and (H, W, 1|3|4) arrays (colour is converted to
-    luminance, alpha ignored).
+    luminance, alpha ignored). Anything the localizer cannot analyse raises :class:`ImageError`
+    before any work is done on it.
     """
     array = np.asarray(image)
     if array.dtype == bool:
@@ -55,12 +63,31 @@ def to_grey_float32(image: np.ndarray) -> np.ndarray:
         raise ImageError(
             f"image is too small ({height}x{width} px); each side needs at least {MIN_SIDE} px"
         )
-    if colour:
-        grey = array[..., :3].astype(np.float32, copy=False) @ LUMA_WEIGHTS
+    if max(height, width) > MAX_ASPECT * min(height, width):
+        raise ImageError(
+            f"image is too elongated ({height}x{width} px, "
+            f"{max(height, width) / min(height, width):.0f}:1); the longer side may be at most "
+            f"{MAX_ASPECT:g} x the shorter"
+        )
+    if np.issubdtype(array.dtype, np.floating):
+        values = array[..., :3] if colour else array
+        low, high = float(values.min()), float(values.max())  # NaN and inf show up here
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ImageError("image contains NaN or infinite values")
+        largest = max(abs(low), abs(high))
+        if largest > MAX_MAGNITUDE:
+            raise ImageError(
+                f"image values are too large to analyse (largest magnitude {largest:.3g}, "
+                f"limit {MAX_MAGNITUDE:g}); rescale the image"
+            )
+    if colour:  # a band of rows at a time: no float32 copy of every channel of a large film
+        grey = np.empty((height, width), dtype=np.float32)
+        step = max(1, _BAND_PIXELS // width)
+        for top in range(0, height, step):
+            band = array[top : top + step, :, :3].astype(np.float32, copy=False)
+            grey[top : top + step] = band @ LUMA_WEIGHTS
     else:
         grey = array.astype(np.float32, copy=False)
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(grey).all():
-        raise ImageError("image contains NaN or infinite values")
     return grey
 
 
@@ -100,7 +127,8 @@ def downsample_for(
     """
     grey = np.asarray(grey, dtype=np.float32)
     scale = _fit_scale(grey.shape, input_size, fraction)
-    factor = max(1, math.floor(1.0 / scale + 1e-9))
+    # Never reduce a side to nothing, however elongated the image.
+    factor = max(1, min(math.floor(1.0 / scale + 1e-9), *grey.shape))
     return block_reduce(grey, factor), factor
 
 

@@ -75,18 +75,10 @@ class Annotation:
         self.landmark_names = tuple(str(n) for n in self.landmark_names)
         k = len(self.landmark_names)
         self.points = _points_array(self.points, k, "points")
-        size = np.array(self.image_shape, dtype=float)
-        far = np.abs(self.points - size / 2) > FAR_OUTSIDE * size
-        if far.any():
-            row = int(np.flatnonzero(far.any(axis=1))[0])
-            raise ValueError(
-                f"point {self.landmark_names[row]} at {self.points[row].tolist()} lies far "
-                f"outside the {self.image_shape[0]} x {self.image_shape[1]} image"
-            )
         if self.sigma is not None:
             self.sigma = _points_array(self.sigma, k, "sigma")
-            if (self.sigma < 0).any() or (self.sigma > FAR_OUTSIDE * size.max()).any():
-                raise ValueError("sigma holds negative or implausibly large values")
+            if (self.sigma < 0).any():
+                raise ValueError("sigma holds negative values")
         self.source = [str(s) for s in self.source]
         if len(self.source) != k:
             raise ValueError(f"source has {len(self.source)} entries for {k} landmarks")
@@ -171,7 +163,7 @@ def annotation_from_dict(data: Any) -> Annotation:
     if not isinstance(names, list) or not isinstance(points, list):
         raise ValueError("landmark_names and points must be lists")
     try:
-        return Annotation(
+        ann = Annotation(
             image_name=str(data["image_name"]),
             image_shape=tuple(data["image_shape"]),
             landmark_names=tuple(names),
@@ -184,6 +176,22 @@ def annotation_from_dict(data: Any) -> Annotation:
         )
     except TypeError as exc:
         raise ValueError(f"malformed field ({exc})") from exc
+    _check_plausible(ann)
+    return ann
+
+
+def _check_plausible(ann: Annotation) -> None:
+    """Refuse points (or sigma) far outside the image: no viewer could show them."""
+    size = np.array(ann.image_shape, dtype=float)
+    far = np.abs(ann.points - size / 2) > FAR_OUTSIDE * size
+    if far.any():
+        row = int(np.flatnonzero(far.any(axis=1))[0])
+        raise ValueError(
+            f"point {ann.landmark_names[row]} at {ann.points[row].tolist()} lies far outside "
+            f"the {ann.image_shape[0]} x {ann.image_shape[1]} image"
+        )
+    if ann.sigma is not None and (ann.sigma > FAR_OUTSIDE * size.max()).any():
+        raise ValueError("sigma holds implausibly large values")
 
 
 def _nulls_to_nan(rows: Any) -> list[Any]:

@@ -1,14 +1,38 @@
-"""DICOM radiographs -> float32 display arrays (bone bright) and their pixel spacing."""
+"""DICOM radiographs -> display arrays (grey: float32, bone bright) and their pixel spacing.
+
+Files are read defensively: the header is read first (without the pixel data) and the declared
+size is checked against :data:`napari_nfdp.io.images.MAX_PIXELS` before anything is decoded or
+inflated; for JPEG 2000 and JPEG pixel data the size declared inside the codestream is checked
+too, and deflated files are inflated with a cap. Every problem raises
+:class:`napari_nfdp.io.images.ImageReadError` naming the file.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import zlib
+from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.encaps import generate_fragments
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    JPEG2000TransferSyntaxes,
+    JPEGLSTransferSyntaxes,
+    JPEGTransferSyntaxes,
+)
+
+from napari_nfdp.io.images import BoundedReader, ImageReadError, check_declared_size
+
+logger = logging.getLogger(__name__)
 
 _DESCRIPTION_KEYWORDS = (
     "StudyDescription",
@@ -16,67 +40,342 @@ _DESCRIPTION_KEYWORDS = (
     "BodyPartExamined",
     "ViewPosition",
 )
+_PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # Float / DoubleFloat / PixelData
+# Inflating a deflated file: the header before the pixel data may take at most this much, and
+# the whole dataset the declared pixel bytes plus this much.
+_DEFLATE_HEADER_CAP = 16 << 20
+_DEFLATE_SLACK = 16 << 20
+# Pixels per band of rows when applying the display LUTs.
+_DISPLAY_BAND_PIXELS = 1 << 22
+# How much of the start of a file is scanned for the file meta group (transfer syntax).
+_META_SCAN = 1 << 16
+# How much of the encapsulated pixel data is searched for the codestream header.
+_CODESTREAM_SEARCH = 1 << 20
+# Explicit VR with a 4-byte length (PS3.5 7.1.2).
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT"}
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
 
 
 def read_dicom(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read one 2-D DICOM image as a float32 display array plus metadata.
+    """Read one 2-D DICOM image as a display array plus metadata.
 
-    The modality LUT (rescale) and the VOI LUT or window are applied, and MONOCHROME1 images are
-    inverted so that bone is bright. Colour images come back as (H, W, 3). Multi-frame and 3-D
-    images raise ``ValueError``; so does anything pydicom cannot read or decode.
+    Grey images: the modality LUT (rescale) and the VOI LUT or window are applied (a malformed
+    window is ignored with a warning), MONOCHROME1 images are inverted so that bone is bright,
+    and the result is float32. Colour images (RGB, YBR, palette) come back as (H, W, 3) in their
+    decoded integer dtype, as PNG / TIFF colour does (a float32 copy of a large colour film
+    would take 12 bytes per pixel). Declared sizes over
+    ``MAX_PIXELS``, multi-frame and 3-D images, and anything pydicom cannot read or decode raise
+    :class:`~napari_nfdp.io.images.ImageReadError` (a ``ValueError``) naming the file.
 
     Metadata: ``spacing`` (row, col) mm per pixel or None, ``modality``,
     ``photometric_interpretation``, ``description`` (study / series / body part, no patient data)
     and ``format`` ("DICOM").
     """
     path = Path(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"{path.name}: not a readable DICOM file ({exc})") from exc
+    name = path.name
+    ds = _read_checked(path)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise ValueError(f"{path.name}: the DICOM file holds no image (no pixel data)")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise ValueError(
-            f"{path.name}: 3-D stacks are not supported; this DICOM has {frames} frames "
-            "(open a single 2-D radiograph)"
-        )
+        raise ImageReadError(f"{name}: the DICOM file holds no image (no pixel data)")
+    _check_codestream(name, ds)
+    samples = _int_element(name, ds, "SamplesPerPixel", 1)
     try:
         raw = ds.pixel_array
+    except MemoryError:
+        raise
     except Exception as exc:
-        raise ValueError(f"{path.name}: the DICOM pixel data cannot be decoded ({exc})") from exc
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if raw.ndim != (2 if int(ds.get("SamplesPerPixel", 1)) == 1 else 3):
-        raise ValueError(
-            f"{path.name}: 3-D stacks are not supported; pixel array has shape {raw.shape}"
+        logger.debug("pixel data of %s cannot be decoded", path, exc_info=True)
+        raise ImageReadError(
+            f"{name}: the DICOM pixel data cannot be decoded ({_first_line(exc)})"
+        ) from exc
+    photometric = str(_safe_get(ds, "PhotometricInterpretation") or "MONOCHROME2").upper()
+    if raw.ndim != (2 if samples == 1 else 3):
+        raise ImageReadError(
+            f"{name}: 3-D stacks are not supported; pixel array has shape {raw.shape}"
         )
     try:
         image = _display_array(raw, ds, photometric)
+    except MemoryError:
+        raise
     except Exception as exc:
-        raise ValueError(f"{path.name}: cannot apply the DICOM display transforms ({exc})") from exc
+        logger.debug("display transforms of %s failed", path, exc_info=True)
+        raise ImageReadError(
+            f"{name}: cannot apply the DICOM display transforms ({_first_line(exc)})"
+        ) from exc
     metadata = {
         "format": "DICOM",
         "spacing": dicom_spacing(ds),
-        "modality": str(ds.get("Modality", "")),
+        "modality": str(_safe_get(ds, "Modality") or ""),
         "photometric_interpretation": photometric,
         "description": " / ".join(
-            str(ds.get(keyword)) for keyword in _DESCRIPTION_KEYWORDS if ds.get(keyword)
+            str(value)
+            for value in (_safe_get(ds, keyword) for keyword in _DESCRIPTION_KEYWORDS)
+            if value
         ),
     }
     return image, metadata
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception's message on one line, shortened (pydicom lists each plugin's failure on
+    its own line)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return text or type(exc).__name__
+
+
+def _read_checked(path: Path) -> Dataset:
+    """The whole dataset, read only after its header passed :func:`_check_header`."""
+    name = path.name
+    try:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            meta_end, transfer_syntax = _scan_file_meta(handle.read(min(size, _META_SCAN)))
+            if transfer_syntax == DeflatedExplicitVRLittleEndian:
+                handle.seek(0)
+                return _read_deflated(path, handle.read(), meta_end)
+            handle.seek(0)
+            reader = cast(BinaryIO, BoundedReader(handle, size, allow_read_all=False))
+            header = pydicom.dcmread(reader, stop_before_pixels=True)
+            _check_header(name, header)
+            handle.seek(0)
+            return pydicom.dcmread(reader)
+    except ImageReadError as exc:
+        if exc.args and str(exc).startswith(name):
+            raise
+        raise ImageReadError(f"{name}: not a readable DICOM file ({exc})") from exc
+    except (FileNotFoundError, MemoryError):
+        raise
+    except Exception as exc:
+        logger.debug("pydicom cannot read %s", path, exc_info=True)
+        raise ImageReadError(f"{name}: not a readable DICOM file ({_first_line(exc)})") from exc
+
+
+def _int_element(name: str, ds: Dataset, keyword: str, default: int | None = None) -> int:
+    """An integer element of ``ds``; a missing one gives ``default`` (an error when None), and
+    a value that is not a whole number raises ImageReadError naming the file and the element."""
+    try:
+        value = ds.get(keyword)
+    except Exception as exc:  # pydicom converts raw values on access
+        raise ImageReadError(
+            f"{name}: the DICOM element {keyword} cannot be read ({_first_line(exc)})"
+        ) from exc
+    if value is None or value == "":
+        if default is None:
+            raise ImageReadError(f"{name}: the DICOM file has no {keyword} element")
+        return default
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        try:
+            number = float(str(value).strip())
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not (np.isfinite(number) and number == int(number)):
+            raise ImageReadError(
+                f"{name}: the DICOM element {keyword} holds {str(value)[:40]!r}, not a number"
+            ) from None
+        number = int(number)
+    return number
+
+
+def _check_header(name: str, ds: Dataset) -> int:
+    """Check the declared image size of a dataset (read without its pixel data); returns the
+    declared number of pixel bytes."""
+    if "Rows" not in ds and "Columns" not in ds:
+        raise ImageReadError(f"{name}: the DICOM file holds no image (no Rows / Columns)")
+    rows = _int_element(name, ds, "Rows")
+    columns = _int_element(name, ds, "Columns")
+    frames = _int_element(name, ds, "NumberOfFrames", 1)
+    samples = _int_element(name, ds, "SamplesPerPixel", 1)
+    bits = _int_element(name, ds, "BitsAllocated", 16)
+    if not 1 <= bits <= 64:
+        raise ImageReadError(f"{name}: the DICOM element BitsAllocated holds {bits}, not 1 to 64")
+    check_declared_size(
+        name,
+        rows,
+        columns,
+        samples=samples,
+        frames=max(frames, 1),
+        sample_bytes=-(-bits // 8),
+        what="the DICOM header",
+    )
+    return rows * columns * samples * -(-bits // 8)
+
+
+def _read_deflated(path: Path, raw: bytes, dataset_start: int) -> FileDataset:
+    """Read a Deflated Explicit VR Little Endian file, inflating it with a cap: the header
+    first (up to the pixel data), then no more than its declared pixel bytes."""
+    name = path.name
+    meta = pydicom.dcmread(BytesIO(raw[:dataset_start])).file_meta
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    head = inflater.decompress(raw[dataset_start:], _DEFLATE_HEADER_CAP)
+    reached_pixels = []
+
+    def at_pixels(tag: int, vr: str | None, length: int) -> bool:
+        if tag in _PIXEL_TAGS:
+            reached_pixels.append(tag)
+            return True
+        return False
+
+    header = read_dataset(DicomBytesIO(head), False, True, stop_when=at_pixels)
+    if not reached_pixels and len(head) >= _DEFLATE_HEADER_CAP:
+        raise ImageReadError(
+            f"{name}: the deflated DICOM header is over {_DEFLATE_HEADER_CAP >> 20} MB; "
+            "refusing to inflate it further"
+        )
+    pixel_bytes = _check_header(name, header)
+    cap = len(head) + pixel_bytes + _DEFLATE_SLACK
+    inflated = bytearray(head)
+    del head
+    while not inflater.eof:
+        part = inflater.decompress(inflater.unconsumed_tail, cap - len(inflated) + 1)
+        if not part and not inflater.unconsumed_tail:
+            break  # truncated stream: pydicom says what is missing
+        inflated += part
+        if len(inflated) > cap:
+            raise ImageReadError(
+                f"{name}: the deflated DICOM data expands beyond the {cap >> 20} MB its header "
+                f"declares ({header.get('Rows')} x {header.get('Columns')} pixels); "
+                "refusing to inflate it further"
+            )
+    dataset = read_dataset(DicomBytesIO(inflated), False, True)
+    return FileDataset(str(path), dataset, raw[:128], meta, False, True)
+
+
+def _scan_file_meta(head: bytes) -> tuple[int, str | None]:
+    """Where the dataset starts in a Part 10 file (after the preamble and the group 0002 file
+    meta elements, always explicit VR little endian) and the transfer syntax UID, if found."""
+    position = 132
+    transfer_syntax = None
+    if head[128:132] != b"DICM":
+        return 0, None
+    while position + 8 <= len(head) and head[position : position + 2] == b"\x02\x00":
+        vr = head[position + 4 : position + 6]
+        if vr in _LONG_VRS:
+            length = int.from_bytes(head[position + 8 : position + 12], "little")
+            value_at = position + 12
+        else:
+            length = int.from_bytes(head[position + 6 : position + 8], "little")
+            value_at = position + 8
+        if head[position + 2 : position + 4] == b"\x10\x00":  # (0002,0010)
+            value = head[value_at : value_at + length].rstrip(b"\0 ")
+            transfer_syntax = value.decode("ascii", errors="replace")
+        position = value_at + length
+    return position, transfer_syntax
+
+
+def _check_codestream(name: str, ds: Dataset) -> None:
+    """Check the size declared inside JPEG 2000 / JPEG / JPEG-LS pixel data before decoding:
+    the decoders allocate what the codestream says, whatever Rows and Columns say."""
+    transfer_syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    is_j2k = transfer_syntax in JPEG2000TransferSyntaxes
+    is_jpeg = transfer_syntax in JPEGTransferSyntaxes or transfer_syntax in JPEGLSTransferSyntaxes
+    if not (is_j2k or is_jpeg) or "PixelData" not in ds:
+        return
+    start = _first_fragments(name, ds.PixelData)
+    kind = "JPEG 2000" if is_j2k else "JPEG"
+    declared = _j2k_size(start) if is_j2k else _jpeg_size(start)
+    if declared is None:
+        raise ImageReadError(
+            f"{name}: the {kind} pixel data has no readable image header; cannot decode it"
+        )
+    height, width, components = declared
+    rows, columns = _int_element(name, ds, "Rows"), _int_element(name, ds, "Columns")
+    if height == 0 and is_jpeg:  # height defined later (DNL marker): use the DICOM header's
+        height = rows
+    check_declared_size(name, height, width, samples=components, what=f"the {kind} header")
+    if (height, width) != (rows, columns):  # the decoded image could not be used anyway
+        raise ImageReadError(
+            f"{name}: the {kind} header declares {height} x {width} pixels but the DICOM "
+            f"header {rows} x {columns}; the pixel data does not belong to this header"
+        )
+
+
+def _first_fragments(name: str, pixel_data: bytes) -> bytes:
+    """The start of the first frame of encapsulated pixel data (basic offset table skipped)."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for index, fragment in enumerate(generate_fragments(pixel_data)):
+            if index == 0:
+                continue  # the basic offset table
+            chunks.append(fragment)
+            size += len(fragment)
+            if size >= _CODESTREAM_SEARCH:
+                break
+    except Exception as exc:
+        raise ImageReadError(
+            f"{name}: the encapsulated DICOM pixel data is malformed ({_first_line(exc)})"
+        ) from exc
+    return b"".join(chunks)[:_CODESTREAM_SEARCH]
+
+
+def _j2k_size(data: bytes) -> tuple[int, int, int] | None:
+    """(height, width, components) from the SIZ marker segment of a JPEG 2000 codestream
+    (raw or inside a JP2 box), or None when there is none."""
+    start = data.find(b"\xff\x4f\xff\x51")  # SOC followed by SIZ
+    if start < 0 or len(data) < start + 4 + 38:
+        return None
+    siz = data[start + 4 :]
+    x_size, y_size = int.from_bytes(siz[4:8], "big"), int.from_bytes(siz[8:12], "big")
+    x_offset, y_offset = int.from_bytes(siz[12:16], "big"), int.from_bytes(siz[16:20], "big")
+    components = int.from_bytes(siz[36:38], "big")
+    return max(y_size - y_offset, 0), max(x_size - x_offset, 0), components
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int, int] | None:
+    """(height, width, components) from the SOF marker of a JPEG / JPEG-LS stream, or None."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            position += 2
+            continue
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        if marker in _JPEG_SOF:
+            segment = data[position + 4 : position + 10]
+            if len(segment) < 6:
+                return None
+            height = int.from_bytes(segment[1:3], "big")
+            width = int.from_bytes(segment[3:5], "big")
+            return height, width, segment[5]
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return None
+
+
 def _display_array(raw: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray:
     if photometric == "PALETTE COLOR":
-        return apply_color_lut(raw, ds).astype(np.float32)
+        return apply_color_lut(raw, ds)
     if raw.ndim == 3:
-        return raw.astype(np.float32)
-    image = apply_voi_lut(apply_modality_lut(raw, ds), ds).astype(np.float32)
+        return raw
+    # The LUTs act pixel by pixel: apply them a band of rows at a time, so that pydicom's
+    # float64 intermediates stay small on a large film.
+    image = np.empty(raw.shape, dtype=np.float32)
+    step = max(1, _DISPLAY_BAND_PIXELS // max(1, raw.shape[1]))
+    use_voi = True
+    for top in range(0, raw.shape[0], step):
+        band = apply_modality_lut(raw[top : top + step], ds)
+        if use_voi:
+            try:
+                band = apply_voi_lut(band, ds)
+            except (TypeError, ValueError, KeyError, IndexError) as error:
+                if top > 0:
+                    raise
+                # A malformed window or VOI LUT should not make the film unreadable.
+                logger.warning("ignoring the malformed DICOM window / VOI LUT: %s", error)
+                use_voi = False
+        image[top : top + step] = band
     if photometric == "MONOCHROME1":
-        image = np.float32(image.max() + image.min()) - image
+        np.subtract(np.float32(image.max() + image.min()), image, out=image)
     return image
 
 
@@ -86,19 +385,28 @@ def dicom_spacing(ds: Dataset) -> tuple[float, float] | None:
     PixelSpacing is used when it is valid; otherwise ImagerPixelSpacing, divided by the
     EstimatedRadiographicMagnificationFactor when present. Zero or malformed values mean unknown.
     """
-    spacing = _positive_pair(ds.get("PixelSpacing"))
+    spacing = _positive_pair(_safe_get(ds, "PixelSpacing"))
     if spacing is not None:
         return spacing
-    spacing = _positive_pair(ds.get("ImagerPixelSpacing"))
+    spacing = _positive_pair(_safe_get(ds, "ImagerPixelSpacing"))
     if spacing is None:
         return None
     try:
-        magnification = float(ds.get("EstimatedRadiographicMagnificationFactor") or 1.0)
-    except (TypeError, ValueError):
+        magnification = float(_safe_get(ds, "EstimatedRadiographicMagnificationFactor") or 1.0)
+    except (TypeError, ValueError, OverflowError):
         magnification = 1.0
     if not np.isfinite(magnification) or magnification <= 0:
         magnification = 1.0
     return (spacing[0] / magnification, spacing[1] / magnification)
+
+
+def _safe_get(ds: Dataset, keyword: str) -> Any:
+    """``ds.get(keyword)``, or None when the stored value cannot be converted."""
+    try:
+        return ds.get(keyword)
+    except Exception:  # a malformed value means "unknown" here
+        logger.debug("DICOM element %s cannot be read", keyword, exc_info=True)
+        return None
 
 
 def _positive_pair(value: Any) -> tuple[float, float] | None:
@@ -106,7 +414,7 @@ def _positive_pair(value: Any) -> tuple[float, float] | None:
         return None
     try:
         row, col = (float(v) for v in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if not (np.isfinite(row) and np.isfinite(col) and row > 0 and col > 0):
         return None

@@ -93,11 +93,22 @@ def test_predict_batch_matches_single(localizer):
         (np.zeros((100,), np.uint8), "shape"),
         (np.zeros((2, 100, 100), np.uint8), "shape"),
         (np.zeros((20, 100), np.uint16), "too small"),
+        (np.zeros((32, 8000), np.uint8), "too elongated"),  # was an IndexError
+        (np.zeros((7400, 32), np.uint8), "too elongated"),
     ],
 )
 def test_bad_images(localizer, image, message):
     with pytest.raises(ImageError, match=message):
         localizer.predict(image)
+
+
+def test_predict_batch_names_the_bad_image(localizer):
+    images = _images()
+    images.insert(2, np.zeros((32, 8000), np.uint8))
+    with pytest.raises(ImageError, match=r"^image 2 of 5 \(shape \(32, 8000\)\): .*elongated"):
+        localizer.predict_batch(images, batch_size=3)
+    with pytest.raises(ImageError, match=r"^image 0 of 1 \(shape \(40, 40\)\): .*NaN"):
+        localizer.predict_batch([np.full((40, 40), np.nan)])
 
 
 def test_bad_checkpoints(tmp_path):

@@ -124,6 +124,10 @@ def test_to_grey_float32_colour_and_dtypes():
         (np.zeros((400, 20, 3)), "too small"),
         (np.full((40, 40), np.nan), "NaN"),
         (np.array([[np.inf] * 40] * 40), "NaN or infinite"),
+        (np.full((40, 40, 3), -np.inf, np.float16), "NaN or infinite"),
+        (np.full((40, 40), 1e300), "too large to analyse"),
+        (np.zeros((32, 8000)), "too elongated"),
+        (np.zeros((2100, 100, 3), np.uint8), "too elongated"),
         (np.full((40, 40), "a"), "real numbers"),
         (np.zeros((40, 40), complex), "real numbers"),
     ],
@@ -131,3 +135,30 @@ def test_to_grey_float32_colour_and_dtypes():
 def test_bad_images_raise_image_error(image, message):
     with pytest.raises(pp.ImageError, match=message):
         pp.to_grey_float32(image)
+
+
+def test_huge_finite_values_are_not_called_nan():
+    image = np.full((40, 40), 1e300)
+    image[0, 0] = np.nan
+    with pytest.raises(pp.ImageError, match="NaN or infinite"):
+        pp.to_grey_float32(image)
+    image[0, 0] = 0.0
+    with pytest.raises(pp.ImageError, match="largest magnitude 1e\\+300") as info:
+        pp.to_grey_float32(image)
+    assert "NaN" not in str(info.value)
+
+
+def test_wide_but_allowed_range_and_shape_are_analysed():
+    rng = np.random.default_rng(3)
+    image = rng.normal(0, 1e25, (40, 40 * int(pp.MAX_ASPECT)))  # finite, 20:1
+    inputs, _ = pp.prepare_input(image, INPUT, 0.9)
+    assert np.isfinite(inputs).all() and inputs.std() > 0
+
+
+def test_downsampling_never_empties_a_side():
+    """Even a tiny fit fraction keeps at least one row and column (no IndexError later)."""
+    grey = np.ones((32, 640), np.float32)
+    small, factor = pp.downsample_for(grey, (512, 256), 0.01)
+    assert factor == 32 and small.shape == (1, 20)
+    inputs, _ = pp.prepare_input(grey, (512, 256), 0.01)
+    assert inputs.shape == (512, 256) and np.isfinite(inputs).all()

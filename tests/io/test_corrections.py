@@ -56,7 +56,7 @@ def test_other_landmarks_and_no_visible_point_are_noted(tmp_path):
 @pytest.mark.parametrize(
     ("text", "why"),
     [
-        ('{"a":' * 5000, "recursion"),  # RecursionError from the JSON decoder
+        ('{"a":' * 5000, "nested too deeply"),  # RecursionError from the JSON decoder
         ("PLACEHOLDER", "too large"),  # OverflowError: a 400-digit coordinate
         ("[1, 2", "not a readable annotation"),  # ValueError
         (b"\xff\xfe\x00", "not a readable annotation"),  # not UTF-8

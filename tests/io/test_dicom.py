@@ -10,6 +10,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from napari_nfdp.io.dicom import dicom_spacing, read_dicom
+from napari_nfdp.io.images import ImageReadError
 
 
 @pytest.fixture(scope="module")
@@ -82,16 +83,78 @@ def test_corrupt_dicom_raises_clear_value_error(tmp_path):
     garbage = tmp_path / "garbage.dcm"
     garbage.write_bytes(b"\x00" * 128 + b"DICM" + b"\xff" * 50)
     for path in (truncated, garbage):
-        with pytest.raises(ValueError, match=path.name):
+        with pytest.raises(ImageReadError, match=path.name):
             read_dicom(path)
 
 
 def test_multiframe_is_rejected():
-    with pytest.raises(ValueError, match="3-D stacks are not supported"):
+    with pytest.raises(ImageReadError, match="emri_small.dcm is a stack of 10 images"):
         read_dicom(get_testdata_file("emri_small.dcm"))
 
 
+def test_deflated_dicom_reads_like_pydicom():
+    path = get_testdata_file("image_dfl.dcm")
+    image, meta = read_dicom(path)
+    reference = pydicom.dcmread(path).pixel_array
+    assert image.shape == reference.shape == (512, 512)
+    np.testing.assert_array_equal(image, reference.astype(np.float32))
+    assert meta["photometric_interpretation"] == "MONOCHROME2"
+
+
+def test_jpeg_header_size_is_checked_before_decoding(tmp_path):
+    """A JPEG DICOM whose frame header (SOF) declares 65535 x 65535 is refused from that
+    header, whatever Rows / Columns say."""
+    data = bytearray(Path(get_testdata_file("JPEG-lossy.dcm")).read_bytes())
+    sof = data.index(b"\xff\xc1\x00\x0b")  # extended sequential frame header
+    assert data[sof + 5 : sof + 9] == (1024).to_bytes(2, "big") + (256).to_bytes(2, "big")
+    data[sof + 5 : sof + 9] = b"\xff\xff\xff\xff"
+    path = tmp_path / "jpeg_bomb.dcm"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match=r"jpeg_bomb.dcm: .*65535 x 65535 .*JPEG header"):
+        read_dicom(path)
+
+
+def test_dicom_without_pixel_data_is_refused():
+    with pytest.raises(ImageReadError, match="rtplan.dcm: the DICOM file holds no image"):
+        read_dicom(get_testdata_file("rtplan.dcm"))
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS:UserWarning")
+def test_malformed_spacing_means_unknown(tmp_path):
+    ds = pydicom.dcmread(get_testdata_file("RG3_UNCR.dcm"))
+    ds.PixelSpacing = [0.25, 0.25]
+    path = tmp_path / "film.dcm"
+    ds.save_as(path)
+    assert read_dicom(path)[1]["spacing"] == (0.25, 0.25)
+    data = path.read_bytes()
+    assert data.count(b"0.25\\0.25") == 1
+    path.write_bytes(data.replace(b"0.25\\0.25", b"0.2x\\0.25"))
+    assert read_dicom(path)[1]["spacing"] is None
+
+
 def test_colour_dicom_kept_as_rgb():
-    image, meta = read_dicom(get_testdata_file("SC_rgb.dcm"))
-    assert image.shape[-1] == 3 and image.dtype == np.float32
+    path = get_testdata_file("SC_rgb.dcm")
+    image, meta = read_dicom(path)
+    assert image.shape == (100, 100, 3) and image.dtype == np.uint8  # no float32 copy
+    np.testing.assert_array_equal(image, pydicom.dcmread(path).pixel_array)
     assert meta["photometric_interpretation"] == "RGB"
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS:UserWarning")
+def test_malformed_window_is_ignored_not_fatal(tmp_path, caplog):
+    ds = pydicom.dcmread(get_testdata_file("RG3_UNCR.dcm"))
+    ds.WindowCenter, ds.WindowWidth = 550, 1024
+    windowed = tmp_path / "windowed.dcm"
+    ds.save_as(windowed)
+    del ds.WindowCenter, ds.WindowWidth
+    plain = tmp_path / "plain.dcm"
+    ds.save_as(plain)
+    data = windowed.read_bytes()
+    center = b"(\x00P\x10DS\x06\x00550.0 "  # (0028,1050) WindowCenter
+    assert data.count(center) == 1
+    broken = tmp_path / "broken_window.dcm"
+    broken.write_bytes(data.replace(center, center.replace(b"550.0", b"5x0.0")))
+    image, _ = read_dicom(broken)
+    np.testing.assert_array_equal(image, read_dicom(plain)[0])
+    assert not np.array_equal(image, read_dicom(windowed)[0])
+    assert "malformed DICOM window" in caplog.text

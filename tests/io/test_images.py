@@ -9,7 +9,17 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_nfdp.io.images import IMAGE_SUFFIXES, is_dicom, read_image, write_image
+from napari_nfdp.io.images import (
+    IMAGE_SUFFIXES,
+    MAX_DECODED_BYTES,
+    MAX_PIXELS,
+    MAX_SAMPLES,
+    ImageReadError,
+    check_declared_size,
+    is_dicom,
+    read_image,
+    write_image,
+)
 
 
 @pytest.fixture
@@ -69,10 +79,11 @@ def test_corrupt_unknown_and_3d_files_raise_value_error(tmp_path):
     stack = tmp_path / "stack.tif"
     tifffile.imwrite(stack, np.zeros((5, 32, 32), np.uint16))
     for path in (broken, text, stack):
-        with pytest.raises(ValueError, match=path.name):
+        with pytest.raises(ImageReadError, match=path.name):
             read_image(path)
-    with pytest.raises(ValueError, match="3-D stacks are not supported"):
+    with pytest.raises(ImageReadError, match="stack.tif is a stack of 5 images"):
         read_image(stack)
+    assert issubclass(ImageReadError, ValueError)
     with pytest.raises(FileNotFoundError, match="missing.png"):
         read_image(tmp_path / "missing.png")
 
@@ -84,6 +95,8 @@ def test_write_rejects_unsupported_combinations(tmp_path):
         write_image(tmp_path / "x.gif", np.zeros((8, 8), np.uint8))
     with pytest.raises(ValueError, match="3-D"):
         write_image(tmp_path / "x.png", np.zeros((2, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match="not a 2-D image"):
+        write_image(tmp_path / "x.png", np.zeros(8, np.uint8))
 
 
 def test_dicom_detected_by_suffix_or_preamble(tmp_path):
@@ -97,3 +110,37 @@ def test_dicom_detected_by_suffix_or_preamble(tmp_path):
     image, meta = read_image(no_suffix)
     assert meta["format"] == "DICOM" and image.dtype == np.float32
     assert ".dcm" in IMAGE_SUFFIXES and ".png" in IMAGE_SUFFIXES
+
+
+def test_declared_size_limit():
+    assert MAX_PIXELS == 100_000_000 and MAX_SAMPLES == 4
+    check_declared_size("long.png", 20_000, 5_000)  # exactly MAX_PIXELS
+    check_declared_size("rgba.png", 100, 100, samples=4)
+    with pytest.raises(ImageReadError, match=r"long.png: the file declares 20001 x 5000 pixels"):
+        check_declared_size("long.png", 20_001, 5_000)
+    with pytest.raises(ImageReadError, match="5 samples per pixel"):
+        check_declared_size("odd.tif", 100, 100, samples=5)
+    with pytest.raises(ImageReadError, match="empty image"):
+        check_declared_size("empty.tif", 0, 100)
+    with pytest.raises(ImageReadError, match="cine.dcm is a stack of 7 images"):
+        check_declared_size("cine.dcm", 100, 100, frames=7)
+    # Decoded bytes: 4 per pixel at MAX_PIXELS (16-bit grey or 8-bit RGBA), less for more.
+    assert MAX_DECODED_BYTES == 4 * MAX_PIXELS
+    check_declared_size("grey16.png", 10_000, 10_000, sample_bytes=2)
+    check_declared_size("rgba8.tif", 10_000, 10_000, samples=4)
+    check_declared_size("rgba16.tif", 7_071, 7_071, samples=4, sample_bytes=2)
+    with pytest.raises(ImageReadError, match=r"rgba16.tif: .* 800 MB decoded"):
+        check_declared_size("rgba16.tif", 10_000, 10_000, samples=4, sample_bytes=2)
+    check_declared_size("double.dcm", 10_000, 5_000, sample_bytes=8)  # exactly the limit
+    with pytest.raises(ImageReadError, match="double.dcm: .* 1 sample of 8 bytes, 400 MB decoded"):
+        check_declared_size("double.dcm", 10_000, 5_001, sample_bytes=8)
+
+
+def test_a_film_just_under_the_limit_is_read(tmp_path):
+    """A real long film near MAX_PIXELS (zlib TIFF of 9000 x 11000) is not refused."""
+    film = np.zeros((11_000, 9_000), np.uint8)
+    film[::100] = 255
+    path = tmp_path / "long.tif"
+    tifffile.imwrite(path, film, compression="zlib")
+    image, _ = read_image(path)
+    assert image.shape == film.shape and image[100, 5] == 255

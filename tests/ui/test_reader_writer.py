@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import importlib
+import os
+import struct
+import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +21,8 @@ from pydicom.data import get_testdata_file
 import napari_nfdp
 from napari_nfdp._reader import get_reader
 from napari_nfdp._writer import write_points
-from napari_nfdp.io.images import write_image
+from napari_nfdp.core.preprocess import ImageError
+from napari_nfdp.io.images import ImageReadError, write_image
 
 MANIFEST = Path(napari_nfdp.__file__).parent / "napari.yaml"
 
@@ -143,6 +148,52 @@ def test_paths_without_images_are_not_ours(tmp_path):
     assert get_reader(str(tmp_path / "table.csv")) is None
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need POSIX")
+def test_named_pipe_without_suffix_is_not_sniffed(tmp_path):
+    """get_reader runs on the GUI thread: opening a pipe to sniff it would block forever."""
+    fifo = tmp_path / "IM0001"
+    os.mkfifo(fifo)
+    outcome: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: outcome.update(reader=get_reader(str(fifo))))
+    thread.daemon = True
+    thread.start()
+    thread.join(5)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # unblock it, then fail
+        thread.join(5)
+        pytest.fail("get_reader blocked on a named pipe")
+    assert outcome == {"reader": None}
+    # A pipe named like an image is ours, and reading it says what it is without blocking.
+    named = tmp_path / "film.dcm"
+    os.mkfifo(named)
+    reader = get_reader(str(named))
+    assert callable(reader)
+    with pytest.raises(ImageReadError, match="film.dcm: not a regular file"):
+        reader(str(named))
+
+
+def _png_declaring(path: Path, width: int, height: int) -> None:
+    write_image(path, np.zeros((40, 40), np.uint8))
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+
+
+def test_hostile_and_unanalysable_files_give_the_documented_errors(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    _png_declaring(bomb, 100_000, 100_000)  # Pillow's DecompressionBombError before
+    wide = write_image(tmp_path / "wide.png", np.zeros((32, 8000), np.uint8))
+    for path, error_type, message in (
+        (bomb, ImageReadError, "bomb.png: the file declares too many pixels"),
+        (wide, ImageError, "wide.png: image is too elongated"),
+    ):
+        reader = get_reader(str(path))
+        with pytest.raises(error_type, match=message):
+            reader(str(path))
+        assert issubclass(error_type, ValueError)
+
+
 def _stack(path: Path) -> None:
     tifffile.imwrite(path, np.zeros((5, 40, 40), np.uint16))
 
@@ -158,7 +209,7 @@ def _corrupt_dicom(path: Path) -> None:
     [
         ("notes.png", lambda p: p.write_text("just text"), "not a readable image"),
         ("broken.dcm", _corrupt_dicom, "broken.dcm"),
-        ("stack.tif", _stack, "3-D stacks are not supported"),
+        ("stack.tif", _stack, "is a stack of 5 images"),
         ("tiny.png", lambda p: write_image(p, np.zeros((20, 100), np.uint8)), "too small"),
     ],
 )
