@@ -140,13 +140,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_synth(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from napari_nfdp.simulator import synthesize_spine
+    from napari_nfdp.simulator import simulate_projected, synthesize_spine
     from training.datasets import write_aasce
 
+    seeds = range(args.seed, args.seed + args.n)
+    if args.preview:
+        from napari_nfdp.simulator.preview import preview
+
+        out = preview(seeds, args.preview)
+        print(json.dumps({"preview": str(out), "films": args.n}))
+        return
+
+    def case(seed: int):
+        projected = args.style == "projected" or (args.style == "mixed" and seed % 2 == 1)
+        if projected:  # stored as a reader shows it: bone bright
+            film = simulate_projected(seed, photometric="MONOCHROME2")
+            return film.image, film.landmarks
+        flat = synthesize_spine(seed)
+        return flat.image, flat.landmarks
+
     def cases():
-        for i in tqdm(range(args.n), desc="synth", disable=not sys.stderr.isatty()):
-            case = synthesize_spine(args.seed + i)
-            yield f"synth-{args.seed + i:06d}", case.image, case.landmarks
+        for seed in tqdm(seeds, desc="synth", disable=not sys.stderr.isatty()):
+            image, landmarks = case(seed)
+            yield f"synth-{seed:06d}", image, landmarks
 
     paths = write_aasce(args.out, args.split, cases(), ext=args.ext)
     print(json.dumps({"written": len(paths), "out": str(args.out), "split": args.split}))
@@ -259,6 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--split", default="training")
     syn.add_argument("--ext", choices=("jpg", "png"), default="jpg")
+    syn.add_argument(
+        "--style",
+        choices=("flat", "projected", "mixed"),
+        default="flat",
+        help="flat: the 2-D generator; projected: 3-D anatomy through a cone beam (random "
+        "fields of view, landmarks off the film kept); mixed: both, alternating by seed "
+        "(default: flat)",
+    )
+    syn.add_argument(
+        "--preview",
+        default=None,
+        metavar="OUT.png",
+        help="write a contact sheet of --n projected films with their landmarks instead",
+    )
     syn.set_defaults(func=_cmd_synth)
 
     exp = sub.add_parser("export", help="write a compact (fp16) copy of a checkpoint for bundling")

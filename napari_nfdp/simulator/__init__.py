@@ -9,8 +9,15 @@ import it.
 - ``soft_tissue``: body outline, lungs, heart and gas at the coarse level.
 - ``raster``: anti-aliased drawing onto float32 layers and upsampling between levels.
 - ``film``: display processing, burned-in artefacts, noise and quantisation.
+
+The projected style, ``simulate_projected(seed)``, builds a 3-D patient from analytic solids
+(``solids``, ``spine3d``, ``vertebra3d``, ``thorax3d``, ``pelvis3d``, ``head3d``, ``soft3d``,
+``patient3d``), integrates attenuation along cone-beam rays (``conebeam``) and makes a film
+of it (``detector``, ``materials``) in a random field of view (``projected``); ``preview``
+draws a contact sheet.
 """
 
+from napari_nfdp.simulator.projected import FIELDS, SimulatedFilm, simulate_projected
 from napari_nfdp.simulator.radiograph import (
     CURVE_TYPES,
     MIN_SHAPE,
@@ -18,4 +25,12 @@ from napari_nfdp.simulator.radiograph import (
     synthesize_spine,
 )
 
-__all__ = ["CURVE_TYPES", "MIN_SHAPE", "SyntheticRadiograph", "synthesize_spine"]
+__all__ = [
+    "CURVE_TYPES",
+    "FIELDS",
+    "MIN_SHAPE",
+    "SimulatedFilm",
+    "SyntheticRadiograph",
+    "simulate_projected",
+    "synthesize_spine",
+]

@@ -152,3 +152,27 @@ def test_finetune_rejects_bad_input(trained, tmp_path):
 def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert training_main(["fit", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_synth_projected_style_and_preview(tmp_path):
+    from napari_nfdp.io.images import read_image
+    from napari_nfdp.simulator import simulate_projected
+
+    data = tmp_path / "projected"
+    assert training_main(["synth", "--n", "2", "--out", str(data), "--style", "projected",
+                          "--seed", "13", "--ext", "png"]) == 0  # fmt: skip
+    samples = open_dataset(data, split="training")
+    film = simulate_projected(13, photometric="MONOCHROME2")
+    assert [s.name for s in samples] == ["synth-000013.png", "synth-000014.png"]
+    # landmarks off the film (a lumbar field here) keep their true, outside positions
+    sample = samples[0]
+    np.testing.assert_allclose(sample.landmarks, film.landmarks, atol=1e-3)
+    height, width = read_image(sample.path)[0].shape[:2]
+    points = sample.landmarks
+    inside = (points >= 0).all(axis=1) & (points[:, 0] < height) & (points[:, 1] < width)
+    assert not film.visible.all()
+    np.testing.assert_array_equal(inside, film.visible)
+    sheet = tmp_path / "sheet.png"
+    assert training_main(["synth", "--n", "2", "--out", str(data), "--preview", str(sheet)]) == 0
+    picture, _ = read_image(sheet)
+    assert picture.ndim == 3 and picture.shape[0] > 100

@@ -1,0 +1,68 @@
+"""A model on projected simulator films (fields of view it may never have seen), and the
+simulator's own speed.
+
+Per field of view (full spine, chest, thoracolumbar, lumbar): mean radial error of the points
+on the film (percent of the film height; off-film points are left out, they have no pixel to
+click), the share of films the detect path calls implausible ("No spine found?"), and for cut
+films the error on T1-L2 alone. Then films per second of ``simulate_projected`` at 2500 x 1000.
+Films use seeds from --seed on (held out from any training seed range you keep below it).
+
+Example::
+
+    python benchmarks/projected_films.py --checkpoint napari_nfdp/models/spine_default.pt --n 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+from common import fmt, log, markdown_table, provenance, provenance_markdown
+
+T1_TO_L2 = slice(0, 4 * 14)  # T1..L2: the vertebrae a chest film still shows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default=None, help="model (default: the bundled one)")
+    parser.add_argument("--n", type=int, default=12, help="films per field of view")
+    parser.add_argument("--seed", type=int, default=3_100_000, help="first film seed")
+    parser.add_argument("--speed-films", type=int, default=6, help="films timed for speed")
+    args = parser.parse_args()
+
+    from napari_nfdp.core.detection import detect
+    from napari_nfdp.core.localizer import Localizer
+    from napari_nfdp.simulator import FIELDS, simulate_projected
+
+    localizer = Localizer.load(args.checkpoint, device="cpu")
+    rows = []
+    for field in FIELDS:
+        mre, upper, doubtful = [], [], 0
+        for seed in range(args.seed, args.seed + args.n):
+            film = simulate_projected(seed, field=field, photometric="MONOCHROME2")
+            result = detect(localizer, film.image)
+            height = film.image.shape[0]
+            error = np.linalg.norm(result.prediction.landmarks - film.landmarks, axis=1)
+            mre.append(100 * error[film.visible].mean() / height)
+            upper.append(100 * error[T1_TO_L2].mean() / height)
+            doubtful += result.status == "implausible"
+        rows.append(
+            [field, fmt(statistics.median(mre)), fmt(np.mean(mre)), fmt(np.mean(upper)),
+             f"{doubtful}/{args.n}"]
+        )  # fmt: skip
+    start = time.perf_counter()
+    for seed in range(args.speed_films):
+        simulate_projected(seed, shape=(2500, 1000))
+    speed = args.speed_films / (time.perf_counter() - start)
+
+    log(provenance_markdown(provenance()))
+    log(f"model: {args.checkpoint or 'bundled'}; {args.n} films per field from seed {args.seed}")
+    headers = ["field", "MRE % median", "MRE % mean", "T1-L2 MRE % mean", "implausible"]
+    log(markdown_table(headers, rows))
+    log(f"simulator: {speed:.2f} films/s at 2500 x 1000, one process")
+
+
+if __name__ == "__main__":
+    main()
