@@ -33,7 +33,9 @@ def _header(names: Sequence[str]) -> list[str]:
 
     cols = [*REPORT_COLUMNS, "height", "width"]
     for name in names:
-        cols += [f"{name}_{what}" for what in ("row", "col", "row_mm", "col_mm", "sigma")]
+        cols += [
+            f"{name}_{what}" for what in ("row", "col", "row_mm", "col_mm", "sigma", "visible")
+        ]
     return cols
 
 
@@ -59,9 +61,10 @@ def _row(path: Path, detection: Detection, spacing: Sequence[float] | None) -> l
         return row
     row += [*detection.image_shape]
     scale = np.asarray(spacing, dtype=float) if spacing else None
-    for point, sigma in zip(pred.landmarks, pred.sigma.mean(axis=1), strict=True):
+    sigmas = pred.sigma.mean(axis=1)
+    for point, sigma, shown in zip(pred.landmarks, sigmas, pred.visible, strict=True):
         mm = [f"{v:.4f}" for v in point * scale] if scale is not None else ["", ""]
-        row += [f"{point[0]:.2f}", f"{point[1]:.2f}", *mm, f"{sigma:.2f}"]
+        row += [f"{point[0]:.2f}", f"{point[1]:.2f}", *mm, f"{sigma:.2f}", int(shown)]
     return row
 
 

@@ -59,6 +59,7 @@ def test_detect_files_and_folders(tiny_checkpoint, tmp_path, lenient):
         assert row["status"] == "ok"
         assert row["measured_on"] == "pixels" and row["angle_unit"] == "deg"
         assert float(row["T1-top-left_sigma"]) > 0
+        assert row["T1-top-left_visible"] == "1"  # the model places it on the film
         assert np.isfinite(float(row["L5-bottom-right_row"]))
     assert rows[1]["PT"] != "" and rows[1]["MT_ends"].count("-") == 1
     picture, _ = read_image(overlays / "film3_nfdp.png")

@@ -28,12 +28,15 @@ from napari_nfdp.core.preprocess import (
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 from training.datasets import Sample
 
+OUTSIDE_LIMIT = 1.0  # learn off-input landmarks up to half an input beyond each edge
+
 
 class InputGeometry(Protocol):
     """What augmentation needs from a model config (``ModelConfig`` satisfies it)."""
 
     input_size: tuple[int, int]
     fit_fraction: float
+    variant: str
 
 
 @dataclass
@@ -159,18 +162,22 @@ def augment(
     cfg: AugmentConfig | None = None,
     train: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Turn a sample into ``(input (H_in, W_in) float32, target (K, 2) float32, visible (K,))``.
+    """Turn a sample into ``(input (H_in, W_in) float32, target (K, 2) float32, known (K,))``.
 
-    ``target`` holds normalised (row, col) input coordinates (r_in / H_in - 0.5, ...) and 0 for
-    landmarks that are missing or fall outside the crop or the input (``visible`` 0).
+    ``target`` holds normalised (row, col) input coordinates (r_in / H_in - 0.5, ...), and 0
+    where ``known`` is 0: a missing landmark, one too far off the input to learn
+    (:data:`OUTSIDE_LIMIT`), or, for the heatmap variant (which cannot place a point off its
+    heatmap), any landmark outside the crop or the input. The regression variant learns
+    landmarks off the film too, at their true positions: a field-of-view-aware localizer.
     """
     cfg = cfg or AugmentConfig()
     input_size = tuple(model_config.input_size)
     fraction = model_config.fit_fraction
+    keep_outside = getattr(model_config, "variant", "regression") == "regression"
     landmarks = np.asarray(sample.landmarks, dtype=np.float64)
     if not train:
         inputs, matrix = prepare_input(sample.image, input_size, fraction)
-        return _targets(inputs, apply_affine(matrix, landmarks), input_size)
+        return _targets(inputs, apply_affine(matrix, landmarks), input_size, keep_outside)
 
     height, width = sample.image.shape
     crop_h = max(1, round(height * rng.uniform(cfg.crop_min, 1.0)))
@@ -191,7 +198,8 @@ def augment(
     inputs = warp(image, small_to_input, input_size)
 
     input_points = apply_affine(matrix, points)
-    input_points[~in_crop] = np.nan
+    if not keep_outside:
+        input_points[~in_crop] = np.nan
     if np.linalg.det(matrix[:2, :2]) < 0:  # flipped: left and right swap names
         if len(input_points) != len(_SPINE_FLIP):
             raise ValueError(
@@ -199,12 +207,20 @@ def augment(
                 f"schema has one (got {len(input_points)} landmarks): set flip_prob=0"
             )
         input_points = input_points[_SPINE_FLIP]
-    return _targets(inputs, input_points, input_size)
+    return _targets(inputs, input_points, input_size, keep_outside)
 
 
 def _targets(
-    inputs: np.ndarray, input_points: np.ndarray, input_size: tuple[int, int]
+    inputs: np.ndarray,
+    input_points: np.ndarray,
+    input_size: tuple[int, int],
+    keep_outside: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    visible = _inside(input_points, input_size)
-    target = np.where(visible[:, None], input_points / np.asarray(input_size) - 0.5, 0.0)
-    return inputs, target.astype(np.float32), visible.astype(np.float32)
+    normalised = input_points / np.asarray(input_size) - 0.5
+    if keep_outside:
+        with np.errstate(invalid="ignore"):
+            known = (np.abs(normalised) <= OUTSIDE_LIMIT).all(axis=1)
+    else:
+        known = _inside(input_points, input_size)
+    target = np.where(known[:, None], normalised, 0.0)
+    return inputs, target.astype(np.float32), known.astype(np.float32)

@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 # Plausibility of a detection: above these the film probably shows no spine.
 NO_SPINE_SIGMA_FACTOR = 4.0  # median sigma vs the model's typical sigma on its validation films
-OUTSIDE_FRACTION = 0.25  # share of landmarks falling outside the image
+OUTSIDE_FRACTION = 0.25  # share of landmarks outside the image (schemas other than the spine)
+MIN_VISIBLE_VERTEBRAE = 4  # fewer whole vertebrae on the film: no spine to measure
+FAR_OFF = 1.5  # landmarks this many film sizes from its centre are not an anatomy off the edge
 MIN_SPINE_FRACTION = 0.2  # T1 top to L5 bottom, as a fraction of the image height
 
 
@@ -95,11 +97,19 @@ def plausibility_warning(
             f"No spine found? The model is unsure everywhere (uncertainty {sigma_pct:.1f} % of "
             f"the image height, {sigma_pct / typical_sigma_pct:.1f} x its usual)."
         )
-    margin = 0.05 * np.array([height, width])
-    outside = ((points < -margin) | (points > np.array([height, width]) + margin)).any(axis=1)
-    if outside.mean() > OUTSIDE_FRACTION:
-        return f"No spine found? {int(outside.sum())} landmarks fall outside the image."
-    if prediction.landmark_names == SPINE_LANDMARK_NAMES:
+    size = np.array([height, width], dtype=float)
+    if (np.abs(points - size / 2) > FAR_OFF * size).any():
+        return "No spine found? Some landmarks fall far off the film."
+    if prediction.landmark_names != SPINE_LANDMARK_NAMES:
+        outside = ~prediction.visible
+        if outside.mean() > OUTSIDE_FRACTION:
+            return f"No spine found? {int(outside.sum())} landmarks fall outside the image."
+    else:
+        shown = np.flatnonzero(prediction.visible.reshape(-1, 4).all(axis=1))
+        if shown.size < MIN_VISIBLE_VERTEBRAE:
+            return f"No spine found? Only {shown.size} vertebrae lie on the film."
+        if shown[-1] - shown[0] + 1 != shown.size:  # a film shows one stretch of the spine
+            return "No spine found? The vertebrae on the film are not one continuous stretch."
         centres = points.reshape(-1, 4, 2).mean(axis=1)
         disorder = int((np.diff(centres[:, 0]) <= 0).sum())
         if disorder > 2:

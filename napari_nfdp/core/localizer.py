@@ -21,11 +21,25 @@ from napari_nfdp.core.preprocess import ImageError, apply_affine, prepare_input
 
 @dataclass(frozen=True)
 class Prediction:
-    """Landmarks and sigma, both (K, 2) float64 (row, col) in image pixels."""
+    """Landmarks and sigma, both (K, 2) float64 (row, col) in image pixels.
+
+    ``visible`` (K,) bool: the landmarks the model places on the film. A field-of-view-aware
+    model (trained with landmarks off the film at their true positions) puts the vertebrae a
+    chest film cuts off below its edge; those are not visible.
+    """
 
     landmarks: np.ndarray
     sigma: np.ndarray
     landmark_names: tuple[str, ...]
+    visible: np.ndarray
+
+
+def on_film(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(K,) bool: which (row, col) landmarks lie within an image of ``shape`` (pixel edges)."""
+    points = np.asarray(landmarks, dtype=float)
+    with np.errstate(invalid="ignore"):
+        inside = (points >= 0).all(axis=1) & (points < np.asarray(shape[:2], float)).all(axis=1)
+    return inside
 
 
 REVIEW_SIGMA_FACTOR = 2.0  # a landmark whose sigma exceeds this many times the median is flagged
@@ -121,15 +135,17 @@ class Localizer:
             mu_np = mu.double().cpu().numpy()
             sigma_np = sigma.double().cpu().numpy()
             predictions.extend(
-                self._to_image(m, s, fit)
-                for m, s, (_, fit) in zip(mu_np, sigma_np, prepared, strict=True)
+                self._to_image(m, s, fit, np.shape(image)[:2])
+                for m, s, (_, fit), image in zip(mu_np, sigma_np, prepared, chunk, strict=True)
             )
         return predictions
 
-    def _to_image(self, mu: np.ndarray, sigma: np.ndarray, fit: np.ndarray) -> Prediction:
+    def _to_image(
+        self, mu: np.ndarray, sigma: np.ndarray, fit: np.ndarray, shape: tuple[int, int]
+    ) -> Prediction:
         input_size = np.asarray(self.config.input_size, dtype=np.float64)
         input_points = (mu + 0.5) * input_size
         landmarks = apply_affine(np.linalg.inv(fit), input_points)
         scale = fit[0, 0]
         sigma_px = np.maximum(sigma, np.finfo(np.float32).tiny) * input_size / scale
-        return Prediction(landmarks, sigma_px, self.landmark_names)
+        return Prediction(landmarks, sigma_px, self.landmark_names, on_film(landmarks, shape))

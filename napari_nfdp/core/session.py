@@ -45,6 +45,7 @@ class LandmarkSession:
         model_points: np.ndarray | None = None,
         model_id: str | None = None,
         doubt: str | None = None,
+        model_visible: Sequence[bool] | np.ndarray | None = None,
     ) -> None:
         self.names = tuple(names)
         k = len(self.names)
@@ -54,6 +55,9 @@ class LandmarkSession:
         self.sigma = None if sigma is None else np.array(sigma, dtype=float)
         self._model = (
             np.full((k, 2), np.nan) if model_points is None else np.array(model_points, float)
+        )
+        self._model_visible = (
+            np.ones(k, bool) if model_visible is None else np.array(model_visible, dtype=bool)
         )
         self.model_id = model_id
         self.doubt = doubt
@@ -70,10 +74,22 @@ class LandmarkSession:
         sigma: np.ndarray | None,
         model_id: str | None,
         doubt: str | None = None,
+        visible: Sequence[bool] | np.ndarray | None = None,
     ) -> LandmarkSession:
-        """A fresh session holding a model's prediction (``doubt``: why it looks implausible)."""
+        """A fresh session holding a model's prediction.
+
+        ``doubt``: why it looks implausible; ``visible``: the points the model places on the
+        film (the others, off its edge, start as not visible).
+        """
         return cls(
-            names, landmarks, sigma=sigma, model_points=landmarks, model_id=model_id, doubt=doubt
+            names,
+            landmarks,
+            visible=visible,
+            sigma=sigma,
+            model_points=landmarks,
+            model_id=model_id,
+            doubt=doubt,
+            model_visible=visible,
         )
 
     @classmethod
@@ -202,7 +218,7 @@ class LandmarkSession:
             indices,
             self._model[indices],
             MODEL,
-            np.ones(indices.size, bool),
+            self._model_visible[indices],
         )
 
     def changed_from_model(self) -> np.ndarray:
@@ -211,7 +227,7 @@ class LandmarkSession:
         moved = np.zeros(len(self.names), dtype=bool)
         moved[known] = (self._positions[known] != self._model[known]).any(axis=1)
         human = np.array([s == HUMAN for s in self._source], dtype=bool)
-        return np.flatnonzero(human | ~self._visible | moved)
+        return np.flatnonzero(human | (self._visible != self._model_visible) | moved)
 
     def reset_all(self) -> Edit | None:
         """Reset every corrected or hidden point (None when all are the model's already)."""
@@ -223,26 +239,31 @@ class LandmarkSession:
         sigma: np.ndarray | None,
         model_id: str | None,
         doubt: str | None = None,
+        visible: Sequence[bool] | np.ndarray | None = None,
     ) -> Edit | None:
         """Replace the model's points by a new detection's; human points stay where they are.
 
-        Raises DoubtfulDetection (nothing changes) when ``doubt`` is set: an implausible
-        detection never replaces points that are already there.
+        ``visible``: the points the new detection places on the film. Raises
+        DoubtfulDetection (nothing changes) when ``doubt`` is set: an implausible detection
+        never replaces points that are already there.
         """
         if doubt:
             raise DoubtfulDetection(doubt)
         landmarks = np.array(landmarks, dtype=float).reshape(self._positions.shape)
+        shown = np.ones(len(self.names), bool) if visible is None else np.array(visible, bool)
         self._model = landmarks.copy()
+        self._model_visible = shown.copy()
         self.sigma = None if sigma is None else np.array(sigma, dtype=float)
         self.model_id = model_id
         model = np.flatnonzero([s != HUMAN for s in self._source])
         changed = model[
-            (self._positions[model] != landmarks[model]).any(axis=1) | ~self._visible[model]
+            (self._positions[model] != landmarks[model]).any(axis=1)
+            | (self._visible[model] != shown[model])
         ]
         self.revision += 1
         if changed.size == 0:
             return None
-        return self._edit("detect", changed, landmarks[changed], MODEL, np.ones(changed.size, bool))
+        return self._edit("detect", changed, landmarks[changed], MODEL, shown[changed])
 
     def confirm(self) -> None:
         """A person keeps a doubtful detection as it is (e.g. pressed Save)."""

@@ -503,7 +503,7 @@ class NFDPWidget(EditActions):
         kept = 0
         if session is None:
             film.session = LandmarkSession.from_detection(
-                names, pred.landmarks, pred.sigma, detection.model_id, detection.doubt
+                names, pred.landmarks, pred.sigma, detection.model_id, detection.doubt, pred.visible
             )
         elif names != session.names:
             self._say(_names_differ(names, session.names), "error")
@@ -511,7 +511,7 @@ class NFDPWidget(EditActions):
         else:
             with suppress(DoubtfulDetection):  # said below: the existing points stay
                 session.merge_detection(
-                    pred.landmarks, pred.sigma, detection.model_id, detection.doubt
+                    pred.landmarks, pred.sigma, detection.model_id, detection.doubt, pred.visible
                 )
             kept = session.human_count
         view = next((v for v in self._views if self._film(v) is film), None)

@@ -46,3 +46,29 @@ def test_measure_cobb_says_why_not():
     none = np.full((68, 2), np.nan)
     result, note = measure_cobb(none, SPINE_LANDMARK_NAMES, 100)
     assert result is None and note.startswith("No Cobb angles: ")
+
+
+def _spine_prediction(visible_vertebrae) -> detection.Prediction:
+    from napari_nfdp.core.localizer import Prediction
+
+    centres = np.column_stack([100 + 50 * np.arange(17), np.full(17, 200.0)])
+    corners = np.array([[-15, -20], [-15, 20], [15, -20], [15, 20]], dtype=float)
+    points = (centres[:, None, :] + corners[None]).reshape(68, 2)
+    visible = np.repeat(np.isin(np.arange(17), visible_vertebrae), 4)
+    return Prediction(points, np.full((68, 2), 2.0), SPINE_LANDMARK_NAMES, visible)
+
+
+def test_plausibility_accepts_a_cut_film_and_refuses_gaps():
+    shape = (1000, 400)
+    assert detection.plausibility_warning(_spine_prediction(range(14)), shape) is None  # chest
+    gap = detection.plausibility_warning(_spine_prediction([0, 1, 2, 3, 5, 6]), shape)
+    assert "not one continuous stretch" in gap
+    few = detection.plausibility_warning(_spine_prediction([0, 1, 2]), shape)
+    assert "Only 3 vertebrae" in few
+
+
+def test_on_film():
+    from napari_nfdp.core.localizer import on_film
+
+    points = np.array([[0.0, 0.0], [99.9, 49.9], [100.0, 10.0], [-0.1, 3.0], [np.nan, 1.0]])
+    np.testing.assert_array_equal(on_film(points, (100, 50)), [True, True, False, False, False])

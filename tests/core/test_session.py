@@ -122,3 +122,16 @@ def test_all_hidden_human_points_are_kept_by_a_detection():
     np.testing.assert_allclose(session.positions[:, 1], 20.0)  # down the middle, draggable
     assert session.merge_detection(np.ones((6, 2)), None, "v2") is None
     assert not session.visible.any() and np.isnan(session.points()).all()
+
+
+def test_points_the_model_places_off_the_film_start_hidden():
+    shown = np.array([True, True, True, True, False, False])
+    session = LandmarkSession.from_detection(NAMES, np.ones((6, 2)), None, "v1", visible=shown)
+    np.testing.assert_array_equal(session.visible, shown)
+    assert session.source == ("model",) * 6 and len(session.changed_from_model()) == 0
+    assert np.isnan(session.points()[4:]).all()  # saved as missing
+    session.toggle_visible([5])  # a person shows one anyway
+    session.reset([5])  # and resets it: back to the model's call, off the film
+    assert not session.visible[5]
+    session.merge_detection(np.ones((6, 2)), None, "v2", visible=np.ones(6, bool))
+    assert session.visible.all()  # the new model places them all on the film

@@ -7,7 +7,7 @@ import pytest
 
 from napari_nfdp.core.network import ModelConfig
 from napari_nfdp.core.preprocess import apply_affine, prepare_input
-from training.augment import AugmentConfig, augment, random_affine
+from training.augment import OUTSIDE_LIMIT, AugmentConfig, augment, random_affine
 from training.datasets import Sample
 
 INPUT = (96, 48)
@@ -70,13 +70,34 @@ def test_bright_dots_stay_under_their_landmarks(blur):
     assert checked > 100
 
 
-def test_invisible_landmarks_have_zero_targets():
+def test_regression_targets_keep_landmarks_off_the_input():
+    """Field-of-view awareness: a landmark off the film (or cropped away) is still learned,
+    at its true position outside the input; only a missing one has no target."""
     landmarks = np.vstack([DOTS, [[np.nan, np.nan], [-40.0, 50.0], [0.5, 50.0]]])
     sample, config = _dot_sample(landmarks), _config(len(landmarks))
+    for seed in range(30):
+        _, target, known = augment(sample, np.random.default_rng(seed), config, AugmentConfig())
+        assert known.dtype == np.float32 and set(np.unique(known)) <= {0.0, 1.0}
+        assert known[-3] == 0 and known[-2] == 1 and known[-1] == 1
+        assert target[-2, 0] < target[-1, 0]  # above the top row, where it really is
+        np.testing.assert_array_equal(target[known == 0], 0.0)
+        assert np.all(np.abs(target[known == 1]) <= OUTSIDE_LIMIT)
+    _, target, known = augment(sample, np.random.default_rng(0), config, train=False)
+    fit = prepare_input(sample.image, config.input_size, config.fit_fraction)[1]
+    expected = apply_affine(fit, landmarks[-2:-1]) / INPUT - 0.5
+    np.testing.assert_allclose(target[-2], expected[0], atol=1e-6)
+    assert target[-2, 0] < -0.5  # off the film: a target outside the input
+
+
+def test_heatmap_targets_mask_landmarks_off_the_input():
+    landmarks = np.vstack([DOTS, [[np.nan, np.nan], [-40.0, 50.0], [0.5, 50.0]]])
+    sample = _dot_sample(landmarks)
+    config = ModelConfig(
+        variant="heatmap", num_landmarks=len(landmarks), input_size=INPUT, fit_fraction=0.9
+    )
     cropped_edge = 0
     for seed in range(30):
         _, target, visible = augment(sample, np.random.default_rng(seed), config, AugmentConfig())
-        assert visible.dtype == np.float32 and set(np.unique(visible)) <= {0.0, 1.0}
         assert visible[-3] == 0 and visible[-2] == 0  # missing, outside the image
         np.testing.assert_array_equal(target[visible == 0], 0.0)
         assert np.all(np.abs(target[visible == 1]) <= 0.5)  # inside the input
