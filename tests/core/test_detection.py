@@ -72,3 +72,15 @@ def test_on_film():
 
     points = np.array([[0.0, 0.0], [99.9, 49.9], [100.0, 10.0], [-0.1, 3.0], [np.nan, 1.0]])
     np.testing.assert_array_equal(on_film(points, (100, 50)), [True, True, False, False, False])
+
+
+@pytest.mark.parametrize("name", ["RG1_UNCI.dcm", "RG3_UNCR.dcm"])  # a chest, an ankle (CR)
+def test_real_films_without_a_spine_are_implausible(localizer, name):
+    from pydicom.data import get_testdata_file
+
+    from napari_nfdp.io.images import read_image
+
+    image, _ = read_image(get_testdata_file(name))
+    result = detect(localizer, image)
+    assert result.status == "implausible" and result.doubt.startswith("No spine found?")
+    assert result.cobb is None
