@@ -88,7 +88,7 @@ def detect(
 
     from napari_nfdp.core.atomic import atomic_write
     from napari_nfdp.core.detection import detect as detect_film
-    from napari_nfdp.core.localizer import Localizer, needs_review
+    from napari_nfdp.core.localizer import Localizer
     from napari_nfdp.io.images import read_image, write_image
     from napari_nfdp.io.overlay import render_overlay
 
@@ -112,9 +112,7 @@ def detect(
         table.append(_row(path, detection, spacing))
         pred = detection.prediction
         if overlays is not None and pred is not None:
-            picture = render_overlay(
-                image, pred.landmarks, detection.cobb, needs_review(pred.sigma)
-            )
+            picture = render_overlay(image, pred.landmarks, detection.cobb, pred.review)
             write_image(Path(overlays) / f"{path.stem}_nfdp.png", picture)
     atomic_write(out_csv, lambda handle: csv.writer(handle).writerows(table), text=True)
     return failures

@@ -25,13 +25,15 @@ class Prediction:
 
     ``visible`` (K,) bool: the landmarks the model places on the film. A field-of-view-aware
     model (trained with landmarks off the film at their true positions) puts the vertebrae a
-    chest film cuts off below its edge; those are not visible.
+    chest film cuts off below its edge; those are not visible. ``review`` (K,) bool: the
+    points a person should check first (:func:`review_mask`).
     """
 
     landmarks: np.ndarray
     sigma: np.ndarray
     landmark_names: tuple[str, ...]
     visible: np.ndarray
+    review: np.ndarray
 
 
 def on_film(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -54,6 +56,27 @@ def needs_review(sigma: np.ndarray, factor: float = REVIEW_SIGMA_FACTOR) -> np.n
     if not finite.any():
         return np.zeros(len(scale), dtype=bool)
     return finite & (scale > factor * float(np.median(scale[finite])))
+
+
+TYPICAL_SIGMA_FACTOR = 3.0  # a point this many times the model's usual sigma needs a look
+
+
+def review_mask(
+    sigma: np.ndarray,
+    image_height: float,
+    typical_sigma_pct: float | None,
+    factor: float = REVIEW_SIGMA_FACTOR,
+) -> np.ndarray:
+    """(K,) points to check first: sigma far above the film's median (``factor``), or far
+    above what the model showed on its validation films (``TYPICAL_SIGMA_FACTOR`` x
+    ``typical_sigma_pct``, percent of the image height), so that a film that is wrong
+    everywhere is flagged everywhere."""
+    flagged = needs_review(sigma, factor)
+    if typical_sigma_pct:
+        scale = np.asarray(sigma, dtype=float).mean(axis=1)
+        with np.errstate(invalid="ignore"):
+            flagged |= 100 * scale / image_height > TYPICAL_SIGMA_FACTOR * typical_sigma_pct
+    return flagged
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -148,4 +171,11 @@ class Localizer:
         landmarks = apply_affine(np.linalg.inv(fit), input_points)
         scale = fit[0, 0]
         sigma_px = np.maximum(sigma, np.finfo(np.float32).tiny) * input_size / scale
-        return Prediction(landmarks, sigma_px, self.landmark_names, on_film(landmarks, shape))
+        typical = self.checkpoint.metrics.get("val_sigma_pct")
+        return Prediction(
+            landmarks,
+            sigma_px,
+            self.landmark_names,
+            on_film(landmarks, shape),
+            review_mask(sigma_px, shape[0], typical),
+        )

@@ -46,6 +46,7 @@ class LandmarkSession:
         model_id: str | None = None,
         doubt: str | None = None,
         model_visible: Sequence[bool] | np.ndarray | None = None,
+        model_review: Sequence[bool] | np.ndarray | None = None,
     ) -> None:
         self.names = tuple(names)
         k = len(self.names)
@@ -58,6 +59,9 @@ class LandmarkSession:
         )
         self._model_visible = (
             np.ones(k, bool) if model_visible is None else np.array(model_visible, dtype=bool)
+        )
+        self._model_review = (
+            np.zeros(k, bool) if model_review is None else np.array(model_review, dtype=bool)
         )
         self.model_id = model_id
         self.doubt = doubt
@@ -75,11 +79,13 @@ class LandmarkSession:
         model_id: str | None,
         doubt: str | None = None,
         visible: Sequence[bool] | np.ndarray | None = None,
+        review: Sequence[bool] | np.ndarray | None = None,
     ) -> LandmarkSession:
         """A fresh session holding a model's prediction.
 
         ``doubt``: why it looks implausible; ``visible``: the points the model places on the
-        film (the others, off its edge, start as not visible).
+        film (the others, off its edge, start as not visible); ``review``: the points the
+        model says to check first.
         """
         return cls(
             names,
@@ -90,6 +96,7 @@ class LandmarkSession:
             model_id=model_id,
             doubt=doubt,
             model_visible=visible,
+            model_review=review,
         )
 
     @classmethod
@@ -148,6 +155,11 @@ class LandmarkSession:
     def model_points(self) -> np.ndarray:
         """(K, 2) where the model placed each point; NaN where that is not known."""
         return self._model.copy()
+
+    @property
+    def model_review(self) -> np.ndarray:
+        """(K,) the points the last detection said to check first."""
+        return self._model_review.copy()
 
     @property
     def human_count(self) -> int:
@@ -240,10 +252,12 @@ class LandmarkSession:
         model_id: str | None,
         doubt: str | None = None,
         visible: Sequence[bool] | np.ndarray | None = None,
+        review: Sequence[bool] | np.ndarray | None = None,
     ) -> Edit | None:
         """Replace the model's points by a new detection's; human points stay where they are.
 
-        ``visible``: the points the new detection places on the film. Raises
+        ``visible``: the points the new detection places on the film; ``review``: those it
+        says to check first. Raises
         DoubtfulDetection (nothing changes) when ``doubt`` is set: an implausible detection
         never replaces points that are already there.
         """
@@ -253,6 +267,8 @@ class LandmarkSession:
         shown = np.ones(len(self.names), bool) if visible is None else np.array(visible, bool)
         self._model = landmarks.copy()
         self._model_visible = shown.copy()
+        k = len(self.names)
+        self._model_review = np.zeros(k, bool) if review is None else np.array(review, bool)
         self.sigma = None if sigma is None else np.array(sigma, dtype=float)
         self.model_id = model_id
         model = np.flatnonzero([s != HUMAN for s in self._source])

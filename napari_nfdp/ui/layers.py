@@ -67,6 +67,7 @@ def landmark_features(
     visible: Sequence[bool] | np.ndarray,
     sigma: np.ndarray | None,
     review_factor: float = REVIEW_SIGMA_FACTOR,
+    model_review: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The feature table of a landmark Points layer (see the module docstring)."""
     k = len(names)
@@ -86,12 +87,17 @@ def landmark_features(
             "label": labels,
         }
     )
-    return flag_for_review(table, review_factor)
+    return flag_for_review(table, review_factor, model_review)
 
 
-def flag_for_review(features: pd.DataFrame, factor: float) -> pd.DataFrame:
-    """Set ``review`` on visible model points whose sigma exceeds ``factor`` x the median sigma."""
+def flag_for_review(
+    features: pd.DataFrame, factor: float, model_review: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Set ``review`` on visible model points whose sigma exceeds ``factor`` x the median
+    sigma, or that the model itself flagged (``model_review``: sigma far above its usual)."""
     review = needs_review(features["sigma"].to_numpy(dtype=float), factor)
+    if model_review is not None:
+        review |= np.asarray(model_review, dtype=bool)
     review &= (features["source"] == "model").to_numpy() & features["visible"].to_numpy(bool)
     features = features.copy()
     features["review"] = review

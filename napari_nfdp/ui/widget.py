@@ -345,7 +345,12 @@ class NFDPWidget(EditActions):
 
     def _features(self, session: LandmarkSession):
         return landmark_features(
-            session.names, session.source, session.visible, session.sigma, self.review_factor
+            session.names,
+            session.source,
+            session.visible,
+            session.sigma,
+            self.review_factor,
+            session.model_review,
         )
 
     def _update_controls(self) -> None:
@@ -503,7 +508,13 @@ class NFDPWidget(EditActions):
         kept = 0
         if session is None:
             film.session = LandmarkSession.from_detection(
-                names, pred.landmarks, pred.sigma, detection.model_id, detection.doubt, pred.visible
+                names,
+                pred.landmarks,
+                pred.sigma,
+                detection.model_id,
+                detection.doubt,
+                pred.visible,
+                pred.review,
             )
         elif names != session.names:
             self._say(_names_differ(names, session.names), "error")
@@ -511,7 +522,12 @@ class NFDPWidget(EditActions):
         else:
             with suppress(DoubtfulDetection):  # said below: the existing points stay
                 session.merge_detection(
-                    pred.landmarks, pred.sigma, detection.model_id, detection.doubt, pred.visible
+                    pred.landmarks,
+                    pred.sigma,
+                    detection.model_id,
+                    detection.doubt,
+                    pred.visible,
+                    pred.review,
                 )
             kept = session.human_count
         view = next((v for v in self._views if self._film(v) is film), None)

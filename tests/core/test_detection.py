@@ -55,7 +55,9 @@ def _spine_prediction(visible_vertebrae) -> detection.Prediction:
     corners = np.array([[-15, -20], [-15, 20], [15, -20], [15, 20]], dtype=float)
     points = (centres[:, None, :] + corners[None]).reshape(68, 2)
     visible = np.repeat(np.isin(np.arange(17), visible_vertebrae), 4)
-    return Prediction(points, np.full((68, 2), 2.0), SPINE_LANDMARK_NAMES, visible)
+    return Prediction(
+        points, np.full((68, 2), 2.0), SPINE_LANDMARK_NAMES, visible, np.zeros(68, bool)
+    )
 
 
 def test_plausibility_accepts_a_cut_film_and_refuses_gaps():
@@ -84,3 +86,16 @@ def test_real_films_without_a_spine_are_implausible(localizer, name):
     result = detect(localizer, image)
     assert result.status == "implausible" and result.doubt.startswith("No spine found?")
     assert result.cobb is None
+
+
+def test_review_flags_a_film_that_is_unsure_everywhere():
+    from napari_nfdp.core.localizer import review_mask
+
+    sigma = np.full((68, 2), 2.0)
+    sigma[5] = 9.0  # far above the film's median
+    assert review_mask(sigma, 1000, None).tolist() == [i == 5 for i in range(68)]
+    # every point 10 px on a 1000 px film, where the model usually says 0.2 %: all flagged
+    everywhere = np.full((68, 2), 10.0)
+    assert not review_mask(everywhere, 1000, None).any()  # the film's median alone misses it
+    assert review_mask(everywhere, 1000, 0.2).all()
+    assert not review_mask(everywhere, 1000, 1.0).any()

@@ -135,3 +135,11 @@ def test_points_the_model_places_off_the_film_start_hidden():
     assert not session.visible[5]
     session.merge_detection(np.ones((6, 2)), None, "v2", visible=np.ones(6, bool))
     assert session.visible.all()  # the new model places them all on the film
+
+
+def test_the_models_review_flags_follow_its_detections():
+    review = np.array([False, True, False, False, False, False])
+    session = LandmarkSession.from_detection(NAMES, np.ones((6, 2)), None, "v1", review=review)
+    np.testing.assert_array_equal(session.model_review, review)
+    session.merge_detection(np.ones((6, 2)), None, "v2", review=~review)
+    np.testing.assert_array_equal(session.model_review, ~review)

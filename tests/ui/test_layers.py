@@ -48,6 +48,18 @@ def test_features_and_review_flags():
     assert style["border_width"][7] > style["border_width"][8] > style["border_width"][0]
 
 
+def test_the_models_own_review_flags_are_shown_on_model_points():
+    sigma = np.full((K, 2), 2.0)  # nothing stands out within the film
+    model_review = np.zeros(K, bool)
+    model_review[[3, 4]] = True  # but the model says these are far above its usual
+    source = ["model"] * K
+    source[4] = "human"  # a person already moved this one
+    features = landmark_features(
+        SPINE_LANDMARK_NAMES, source, np.ones(K, bool), sigma, model_review=model_review
+    )
+    assert list(np.flatnonzero(features["review"])) == [3]
+
+
 def test_hidden_points_and_generic_schema():
     names = generic_landmark_names(5)
     visible = np.array([True, True, False, True, True])
