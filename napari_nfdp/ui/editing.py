@@ -66,6 +66,16 @@ class FilmLayers:
                 fit_to_image(layer, image)
                 layer.name = f"{image.name} {'landmarks' if layer is self.points else 'Cobb'}"
 
+    @property
+    def pixels(self) -> Any:
+        """The image array (the full-resolution level of a multiscale image)."""
+        return self.image.data[0] if self.image.multiscale else self.image.data
+
+    def folder(self) -> tuple[list[str], int]:
+        """The folder's files this view steps through, and the place of its film among them."""
+        meta = self.image.metadata
+        return [str(f) for f in meta.get("nfdp_files") or []], int(meta.get("nfdp_index", 0))
+
     # -- landmarks ----------------------------------------------------------------------------
 
     def show_points(

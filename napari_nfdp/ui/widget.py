@@ -12,11 +12,9 @@ time; Next / Previous put the next film of the folder into the same layers.
 
 from __future__ import annotations
 
-import csv
 import weakref
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,22 +24,14 @@ from napari.qt.threading import FunctionWorker
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QWidget
 
-from napari_nfdp.cli import iter_image_paths
-from napari_nfdp.core.atomic import atomic_write
 from napari_nfdp.core.cobb import CobbResult
 from napari_nfdp.core.detection import Detection
 from napari_nfdp.core.registry import ModelRegistry, RegistryError
 from napari_nfdp.core.session import DoubtfulDetection, LandmarkSession
-from napari_nfdp.io.annotations import (
-    Annotation,
-    annotation_from_session,
-    export_landmarks_csv,
-)
-from napari_nfdp.io.films import Film, FilmShelf, autosave_refusal, write
-from napari_nfdp.io.report import REPORT_COLUMNS, annotation_report_row
+from napari_nfdp.io.films import Film, FilmShelf
 from napari_nfdp.ui.autosave import Autosaver
-from napari_nfdp.ui.edit_actions import EditActions
 from napari_nfdp.ui.editing import FilmLayers
+from napari_nfdp.ui.file_actions import FileActions
 from napari_nfdp.ui.jobs import (
     LocalizerCache,
     OpenOutcome,
@@ -57,7 +47,7 @@ if TYPE_CHECKING:
     import napari.viewer
 
 
-class NFDPWidget(EditActions):
+class NFDPWidget(FileActions):
     """Dock widget: Detect landmarks, correct them with live Cobb angles, save, fine-tune."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
@@ -138,7 +128,7 @@ class NFDPWidget(EditActions):
         if self._detect_worker is not None:
             self._say("Detection is already running.")
             return self._detect_worker
-        film, data = self._film(view), _pixels(view.image)
+        film, data = self._film(view), view.pixels
         if data.ndim != 2 and not view.image.rgb:
             self._say(
                 f"“{view.image.name}” is a {data.ndim}-D stack (shape {tuple(data.shape)}); "
@@ -169,21 +159,6 @@ class NFDPWidget(EditActions):
         worker.start()
         return worker
 
-    def save(self) -> Path | None:
-        """Write the current film's annotation now (keeping a doubtful detection as it is)."""
-        film = self._film(self._view) if self._view else None
-        if film is None or film.session is None:
-            self._say("Nothing to save yet: detect landmarks first.", "warning")
-            return None
-        if film.sidecar is None:
-            self._say(autosave_refusal(film) or "", "warning")
-            return None
-        film.session.confirm()
-        target = self._write(film, explicit=True)
-        if target is not None:
-            self._show(self._view)
-        return target
-
     def toggle_labels(self) -> None:
         """Show or hide the vertebra labels next to the points."""
         self.labels_check.toggle()
@@ -199,51 +174,6 @@ class NFDPWidget(EditActions):
     def open_path(self, path: str | Path) -> FunctionWorker | None:
         """Open an image file or a folder of images (read in a worker); return the worker."""
         return self._open(Path(path))
-
-    def set_annotation_folder(self, folder: str | Path | None) -> None:
-        """Keep sidecars in ``folder`` instead of next to the images (None: next to them)."""
-        self.autosaver.flush()
-        outcomes = self.films.set_folder(Path(folder) if folder else None)
-        where = str(folder) if folder else "next to the images"
-        self.folder_label.setText(where)
-        self.folder_label.setToolTip(where)
-        if self._view is not None:
-            self._show(self._view)
-        self._say(f"Annotations are saved {'in ' if folder else ''}{where}.")
-        for outcome in outcomes:  # what was already there was read first, never overwritten
-            if outcome.message:
-                self._say(outcome.message, outcome.level)
-
-    def export_landmarks_csv(self, path: str | Path) -> Path | None:
-        """Write the landmarks of every annotated image of the folder as one CSV."""
-        annotations = self._folder_annotations()
-        if not annotations:
-            self._say("No annotated images to export yet.", "warning")
-            return None
-        try:
-            written = export_landmarks_csv(path, [ann for _, ann in annotations])
-        except OSError as error:
-            self._say(f"Could not write {path}: {error}", "error")
-            return None
-        self._say(f"Exported the landmarks of {len(annotations)} image(s) to {written}.")
-        return written
-
-    def export_cobb_report(self, path: str | Path) -> Path | None:
-        """Write one CSV line of Cobb angles per annotated image of the folder."""
-        annotations = self._folder_annotations()
-        if not annotations:
-            self._say("No annotated images to report on yet.", "warning")
-            return None
-        table = [list(REPORT_COLUMNS)] + [annotation_report_row(n, a) for n, a in annotations]
-        try:
-            written = atomic_write(
-                path, lambda handle: csv.writer(handle).writerows(table), text=True
-            )
-        except OSError as error:
-            self._say(f"Could not write {path}: {error}", "error")
-            return None
-        self._say(f"Wrote the Cobb report of {len(annotations)} image(s) to {written}.")
-        return written
 
     # -- life cycle: hooks on the viewer while the widget is docked ----------------------------
 
@@ -302,7 +232,7 @@ class NFDPWidget(EditActions):
         film, restored = self.films.film(
             str(path) if path else f"layer-{id(view.image)}",
             path.name if path else view.image.name,
-            tuple(int(n) for n in _pixels(view.image).shape[:2]),
+            tuple(int(n) for n in view.pixels.shape[:2]),
             path,
             tuple(spacing) if spacing else None,
         )
@@ -359,7 +289,7 @@ class NFDPWidget(EditActions):
             self._show_controls(ControlState(finetuning=self._job is not None))
             return
         film = self._film(view)
-        files, index = _files(view.image)
+        files, index = view.folder()
         where = f" — {index + 1} of {len(files)}" if len(files) > 1 else ""
         history = film.session.history if film.session else None
         self._show_controls(
@@ -432,7 +362,7 @@ class NFDPWidget(EditActions):
 
     def _step(self, delta: int) -> FunctionWorker | None:
         view = self._view
-        files, index = _files(view.image) if view else ([], 0)
+        files, index = view.folder() if view else ([], 0)
         if len(files) < 2:
             self._say("This image is not part of a folder: open a folder to step through it.")
             return None
@@ -559,58 +489,6 @@ class NFDPWidget(EditActions):
 
     # -- saving ---------------------------------------------------------------------------------
 
-    def _autosave(self, film: Film) -> None:
-        self._write(film, explicit=False)
-
-    def _write(self, film: Film, *, explicit: bool) -> Path | None:
-        """Write a film's sidecar atomically (autosave unless ``explicit``)."""
-        if film.session is None:
-            return None
-        refusal = autosave_refusal(film)
-        if refusal and not (explicit and film.sidecar is not None):
-            self.save_label.setText(refusal)
-            return None
-        try:
-            target = write(film)
-        except (OSError, ValueError) as error:
-            self._say(f"Could not save {film.sidecar}: {error}", "error")
-            return None
-        stamp = datetime.now().strftime("%H:%M:%S")
-        self._show_saved(stamp, target)
-        if explicit:
-            self._say(f"Saved {target}.")
-        return target
-
-    def _known_images(self) -> list[Path]:
-        """The image files the open images come from, and the other images of their folders."""
-        images: list[Path] = []
-        for view in self._views:
-            film = self._film(view)
-            if film.path is None:
-                continue
-            images += [Path(f) for f in _files(view.image)[0] or [film.path]]
-            try:
-                images += list(iter_image_paths([film.path.parent]))
-            except OSError:
-                continue
-        return list(dict.fromkeys(images))
-
-    def _folder_annotations(self) -> list[tuple[str, Annotation]]:
-        """(image name, annotation) of every saved image of the current folder."""
-        view = self._view
-        if view is None:
-            return []
-        self.autosaver.flush()
-        film = self._film(view)
-        paths = [Path(f) for f in _files(view.image)[0]] or ([film.path] if film.path else [])
-        rows = self.films.saved_annotations(paths)
-        if not paths and film.session is not None and film.session.is_measurement:
-            ann = annotation_from_session(film.session, film.name, film.shape, film.spacing)
-            rows.append((film.name, ann))
-        return rows
-
-    # -- small controls ---------------------------------------------------------------------------
-
     def _on_labels_toggled(self, on: bool) -> None:
         for view in self._views:
             if view.points is not None:
@@ -628,17 +506,6 @@ def _on_destroyed(ref: weakref.ref, *_: Any) -> None:
     widget = ref()
     if widget is not None:
         widget._disconnect_viewer()
-
-
-def _pixels(image: Image) -> Any:
-    """The image array (the full-resolution level of a multiscale image)."""
-    return image.data[0] if image.multiscale else image.data
-
-
-def _files(image: Image) -> tuple[list[str], int]:
-    """The folder's files an image layer steps through, and its place among them."""
-    meta = image.metadata
-    return [str(f) for f in meta.get("nfdp_files") or []], int(meta.get("nfdp_index", 0))
 
 
 def _names_differ(model: Sequence[str], saved: Sequence[str]) -> str:
