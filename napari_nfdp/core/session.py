@@ -1,7 +1,7 @@
 """The one owner of a film's landmarks: positions, source, visibility, sigma, model, undo history.
 
 A :class:`LandmarkSession` is napari-free. The GUI hands it what a person did (moves, resets,
-"not visible") and what a model found (:meth:`LandmarkSession.merge_detection`), and reads
+"not visible") and what a model found (:meth:`LandmarkSession.merge_prediction`), and reads
 copies back for its layers; the sidecar is written from :meth:`LandmarkSession.to_annotation`
 and read with :meth:`LandmarkSession.from_annotation`. The rules live here:
 
@@ -15,10 +15,14 @@ and read with :meth:`LandmarkSession.from_annotation`. The rules live here:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_nfdp.core.history import Edit, EditHistory, PointRows
+
+if TYPE_CHECKING:  # no torch import for the session
+    from napari_nfdp.core.localizer import Prediction
 
 MODEL, HUMAN = "model", "human"
 
@@ -71,32 +75,24 @@ class LandmarkSession:
     # -- building and saving ----------------------------------------------------------------
 
     @classmethod
-    def from_detection(
-        cls,
-        names: Sequence[str],
-        landmarks: np.ndarray,
-        sigma: np.ndarray | None,
-        model_id: str | None,
-        doubt: str | None = None,
-        visible: Sequence[bool] | np.ndarray | None = None,
-        review: Sequence[bool] | np.ndarray | None = None,
+    def from_prediction(
+        cls, prediction: Prediction, model_id: str | None, doubt: str | None = None
     ) -> LandmarkSession:
         """A fresh session holding a model's prediction.
 
-        ``doubt``: why it looks implausible; ``visible``: the points the model places on the
-        film (the others, off its edge, start as not visible); ``review``: the points the
-        model says to check first.
+        ``doubt``: why it looks implausible. The points the model places off the film start
+        as not visible; its own review flags are kept for display.
         """
         return cls(
-            names,
-            landmarks,
-            visible=visible,
-            sigma=sigma,
-            model_points=landmarks,
+            prediction.landmark_names,
+            prediction.landmarks,
+            visible=prediction.visible,
+            sigma=prediction.sigma,
+            model_points=prediction.landmarks,
             model_id=model_id,
             doubt=doubt,
-            model_visible=visible,
-            model_review=review,
+            model_visible=prediction.visible,
+            model_review=prediction.review,
         )
 
     @classmethod
@@ -245,31 +241,23 @@ class LandmarkSession:
         """Reset every corrected or hidden point (None when all are the model's already)."""
         return self.reset(self.changed_from_model(), label="reset all")
 
-    def merge_detection(
-        self,
-        landmarks: np.ndarray,
-        sigma: np.ndarray | None,
-        model_id: str | None,
-        doubt: str | None = None,
-        visible: Sequence[bool] | np.ndarray | None = None,
-        review: Sequence[bool] | np.ndarray | None = None,
+    def merge_prediction(
+        self, prediction: Prediction, model_id: str | None, doubt: str | None = None
     ) -> Edit | None:
-        """Replace the model's points by a new detection's; human points stay where they are.
+        """Replace the model's points by a new prediction's; human points stay where they are.
 
-        ``visible``: the points the new detection places on the film; ``review``: those it
-        says to check first. Raises
+        The model's positions, visibility, sigma and review flags are all the new ones. Raises
         DoubtfulDetection (nothing changes) when ``doubt`` is set: an implausible detection
         never replaces points that are already there.
         """
         if doubt:
             raise DoubtfulDetection(doubt)
-        landmarks = np.array(landmarks, dtype=float).reshape(self._positions.shape)
-        shown = np.ones(len(self.names), bool) if visible is None else np.array(visible, bool)
+        landmarks = np.array(prediction.landmarks, dtype=float).reshape(self._positions.shape)
+        shown = np.array(prediction.visible, dtype=bool)
         self._model = landmarks.copy()
         self._model_visible = shown.copy()
-        k = len(self.names)
-        self._model_review = np.zeros(k, bool) if review is None else np.array(review, bool)
-        self.sigma = None if sigma is None else np.array(sigma, dtype=float)
+        self._model_review = np.array(prediction.review, dtype=bool)
+        self.sigma = np.array(prediction.sigma, dtype=float)
         self.model_id = model_id
         model = np.flatnonzero([s != HUMAN for s in self._source])
         changed = model[

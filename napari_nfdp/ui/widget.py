@@ -437,28 +437,15 @@ class NFDPWidget(FileActions):
         names = tuple(pred.landmark_names)
         kept = 0
         if session is None:
-            film.session = LandmarkSession.from_detection(
-                names,
-                pred.landmarks,
-                pred.sigma,
-                detection.model_id,
-                detection.doubt,
-                pred.visible,
-                pred.review,
+            film.session = LandmarkSession.from_prediction(
+                pred, detection.model_id, detection.doubt
             )
         elif names != session.names:
             self._say(_names_differ(names, session.names), "error")
             return
         else:
             with suppress(DoubtfulDetection):  # said below: the existing points stay
-                session.merge_detection(
-                    pred.landmarks,
-                    pred.sigma,
-                    detection.model_id,
-                    detection.doubt,
-                    pred.visible,
-                    pred.review,
-                )
+                session.merge_prediction(pred, detection.model_id, detection.doubt)
             kept = session.human_count
         view = next((v for v in self._views if self._film(v) is film), None)
         if view is not None:

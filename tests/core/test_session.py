@@ -5,15 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_nfdp.core.localizer import Prediction
 from napari_nfdp.core.session import DoubtfulDetection, LandmarkSession, SessionError
 from napari_nfdp.io.annotations import annotation_from_session, session_from_annotation
 
 NAMES = tuple(f"P{i}" for i in range(6))
 
 
+def _prediction(points, visible=None, review=None, sigma=1.0) -> Prediction:
+    """A model's answer for the six points (all on the film and unflagged by default)."""
+    visible = np.ones(6, bool) if visible is None else np.asarray(visible, bool)
+    review = np.zeros(6, bool) if review is None else np.asarray(review, bool)
+    return Prediction(np.asarray(points, float), np.full((6, 2), sigma), NAMES, visible, review)
+
+
 def _session(doubt: str | None = None) -> LandmarkSession:
     points = np.arange(12, dtype=float).reshape(6, 2) * 10
-    return LandmarkSession.from_detection(NAMES, points, np.ones((6, 2)), "v1", doubt)
+    return LandmarkSession.from_prediction(_prediction(points), "v1", doubt)
 
 
 def test_reads_are_copies():
@@ -51,7 +59,7 @@ def test_merge_keeps_human_points_and_hidden_ones():
     session.move_to(data)
     session.toggle_visible([4])
     new = session.positions + 100
-    session.merge_detection(new, np.full((6, 2), 2.0), "v2")
+    session.merge_prediction(_prediction(new, sigma=2.0), "v2")
     np.testing.assert_allclose(session.positions[[0, 2, 3, 5]], new[[0, 2, 3, 5]])
     np.testing.assert_allclose(session.positions[1], data[1])  # a person's move stays
     assert not session.visible[4]  # a person's "not visible" stays
@@ -64,7 +72,7 @@ def test_a_doubtful_detection_never_replaces_points_and_is_no_measurement():
     session = _session()
     before = session.positions
     with pytest.raises(DoubtfulDetection):
-        session.merge_detection(before + 50, None, "v2", doubt="No spine found?")
+        session.merge_prediction(_prediction(before + 50), "v2", doubt="No spine found?")
     np.testing.assert_allclose(session.positions, before)
     doubtful = _session("No spine found?")
     assert not doubtful.is_measurement
@@ -120,26 +128,26 @@ def test_all_hidden_human_points_are_kept_by_a_detection():
     )
     assert not session.visible.any()
     np.testing.assert_allclose(session.positions[:, 1], 20.0)  # down the middle, draggable
-    assert session.merge_detection(np.ones((6, 2)), None, "v2") is None
+    assert session.merge_prediction(_prediction(np.ones((6, 2))), "v2") is None
     assert not session.visible.any() and np.isnan(session.points()).all()
 
 
 def test_points_the_model_places_off_the_film_start_hidden():
     shown = np.array([True, True, True, True, False, False])
-    session = LandmarkSession.from_detection(NAMES, np.ones((6, 2)), None, "v1", visible=shown)
+    session = LandmarkSession.from_prediction(_prediction(np.ones((6, 2)), visible=shown), "v1")
     np.testing.assert_array_equal(session.visible, shown)
     assert session.source == ("model",) * 6 and len(session.changed_from_model()) == 0
     assert np.isnan(session.points()[4:]).all()  # saved as missing
     session.toggle_visible([5])  # a person shows one anyway
     session.reset([5])  # and resets it: back to the model's call, off the film
     assert not session.visible[5]
-    session.merge_detection(np.ones((6, 2)), None, "v2", visible=np.ones(6, bool))
+    session.merge_prediction(_prediction(np.ones((6, 2))), "v2")
     assert session.visible.all()  # the new model places them all on the film
 
 
 def test_the_models_review_flags_follow_its_detections():
     review = np.array([False, True, False, False, False, False])
-    session = LandmarkSession.from_detection(NAMES, np.ones((6, 2)), None, "v1", review=review)
+    session = LandmarkSession.from_prediction(_prediction(np.ones((6, 2)), review=review), "v1")
     np.testing.assert_array_equal(session.model_review, review)
-    session.merge_detection(np.ones((6, 2)), None, "v2", review=~review)
+    session.merge_prediction(_prediction(np.ones((6, 2)), review=~review), "v2")
     np.testing.assert_array_equal(session.model_review, ~review)

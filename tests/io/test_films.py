@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from napari_nfdp.core.atomic import ReadOnlyFileError
+from napari_nfdp.core.localizer import Prediction
 from napari_nfdp.core.session import LandmarkSession
 from napari_nfdp.io.annotations import Annotation, read_annotation, sidecar_path, write_annotation
 from napari_nfdp.io.films import FilmShelf, autosave_refusal, write
@@ -19,6 +20,13 @@ SHAPE = (100, 50)
 def _saved(path: Path, shape=SHAPE) -> None:
     points = np.array([[10.0, 20.0], [30.0, 20.0], [np.nan, np.nan]])
     write_annotation(path, Annotation("film.png", shape, NAMES, points, ["human"] * 3))
+
+
+def _detected(doubt: str | None = None) -> LandmarkSession:
+    prediction = Prediction(
+        np.ones((3, 2)), np.ones((3, 2)), NAMES, np.ones(3, bool), np.zeros(3, bool)
+    )
+    return LandmarkSession.from_prediction(prediction, "v1", doubt)
 
 
 def _film(shelf: FilmShelf, image: Path):
@@ -50,7 +58,7 @@ def test_problems_block_autosave_and_keep_the_file(tmp_path, problem):
     film, restored = _film(FilmShelf(), image)
     assert film.blocked and restored.level in ("error", "warning")
     if film.session is None:
-        film.session = LandmarkSession.from_detection(NAMES, np.ones((3, 2)), None, "v1")
+        film.session = _detected()
     assert autosave_refusal(film).startswith("Autosave is off")
     assert target.read_bytes() == before
     if problem == "garbage":
@@ -63,7 +71,7 @@ def test_problems_block_autosave_and_keep_the_file(tmp_path, problem):
 
 def test_a_doubtful_detection_is_not_autosaved(tmp_path):
     film, _ = _film(FilmShelf(), tmp_path / "film.png")
-    film.session = LandmarkSession.from_detection(NAMES, np.ones((3, 2)), None, "v1", "odd")
+    film.session = _detected("odd")
     assert "Not saved yet" in autosave_refusal(film)
     film.session.confirm()
     assert autosave_refusal(film) is None
@@ -74,7 +82,7 @@ def test_choosing_a_folder_reads_what_is_there(tmp_path):
     shelf = FilmShelf()
     image = tmp_path / "film.png"
     film, _ = _film(shelf, image)
-    film.session = LandmarkSession.from_detection(NAMES, np.ones((3, 2)), None, "v1")
+    film.session = _detected()
     folder = tmp_path / "theirs"
     _saved(sidecar_path(image, folder))
     outcomes = shelf.set_folder(folder)
