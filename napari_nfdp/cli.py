@@ -45,7 +45,9 @@ def _status(detection: Detection) -> str:
     if detection.doubt:
         return f"implausible: {detection.doubt}"
     if detection.cobb is None and detection.cobb_note:
-        return detection.cobb_note.rstrip(".")[:1].lower() + detection.cobb_note.rstrip(".")[1:]
+        from napari_nfdp.io.report import status_cell
+
+        return status_cell(detection.cobb_note)
     return "ok"
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from napari_nfdp.core.checkpoint import DEFAULT_MODEL_PATH, load_checkpoint, update_metrics
 from napari_nfdp.core.localizer import resolve_device
+from napari_nfdp.core.messages import describe_error
 from napari_nfdp.core.registry import ModelRegistry, ModelVersion, RegistryError
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 from napari_nfdp.io.corrections import find_corrections, read_corrections
@@ -277,11 +278,6 @@ def _plural(n: int, word: str = "image") -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
 
-def _describe(error: BaseException) -> str:
-    text = str(error).strip()
-    return text if text else type(error).__name__
-
-
 def resolve_base(
     registry: ModelRegistry, base: ModelVersion | str | Path | None
 ) -> tuple[Path, ModelVersion | None]:
@@ -376,7 +372,7 @@ def finetune_and_publish(
             message = write_failure_message(error.error, error.path)
             if message is not None:
                 return FinetuneResult("failed", message)
-        return FinetuneResult("failed", f"Fine-tuning failed: {_describe(error)}")
+        return FinetuneResult("failed", f"Fine-tuning failed: {describe_error(error)}")
 
 
 def _finetune_and_publish(

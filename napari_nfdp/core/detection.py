@@ -18,10 +18,11 @@ import numpy as np
 
 from napari_nfdp.core.cobb import CobbError, CobbResult, cobb_angles
 from napari_nfdp.core.localizer import Localizer, Prediction
+from napari_nfdp.core.messages import describe_error
 from napari_nfdp.core.preprocess import ImageError, to_grey_float32
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # Plausibility of a detection: above these the film probably shows no spine.
 NO_SPINE_SIGMA_FACTOR = 4.0  # median sigma vs the model's typical sigma on its validation films
@@ -119,11 +120,6 @@ def plausibility_warning(
     return None
 
 
-def _describe(error: BaseException) -> str:
-    text = str(error).strip()
-    return text if text else type(error).__name__
-
-
 def detect(
     localizer: Localizer,
     image: np.ndarray,
@@ -148,10 +144,12 @@ def detect(
             )
         prediction = localizer.predict(image)
     except ImageError as error:
-        return Detection(shape, error=f"Cannot analyse this image: {_describe(error)}")
+        return Detection(shape, error=f"Cannot analyse this image: {describe_error(error)}")
     except (RuntimeError, ValueError, MemoryError, IndexError) as error:
-        log.exception("detection failed on an image of shape %s", shape)
-        return Detection(shape, error=f"Detection failed: {_describe(error)}", model_id=model_id)
+        logger.exception("detection failed on an image of shape %s", shape)
+        return Detection(
+            shape, error=f"Detection failed: {describe_error(error)}", model_id=model_id
+        )
     typical = localizer.checkpoint.metrics.get("val_sigma_pct")
     doubt = plausibility_warning(prediction, shape, typical)
     cobb, note = None, None

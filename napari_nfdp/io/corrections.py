@@ -15,18 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_nfdp.core.messages import describe_error
 from napari_nfdp.io.annotations import Annotation, find_sidecar, read_annotation
 from napari_nfdp.io.images import read_image
 
 HUMAN = "human"
-
-
-def _describe(error: BaseException, name: str = "") -> str:
-    """An error as short text, without a leading "<file name>: " the note already gives."""
-    text = str(error).strip()
-    if name:
-        text = text.removeprefix(f"{name}: ")
-    return text or type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -64,7 +57,7 @@ def find_corrections(
         try:
             ann = read_annotation(sidecar)
         except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
-            notes.append(f"skipped {sidecar.name}: {_describe(error, sidecar.name)}")
+            notes.append(f"skipped {sidecar.name}: {describe_error(error, sidecar.name)}")
             continue
         if not is_correction(ann):
             continue
@@ -112,7 +105,7 @@ def read_corrections(
         try:
             image, _ = read_image(item.image)
         except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
-            result.notes.append(f"skipped {name}: {_describe(error, name)}")
+            result.notes.append(f"skipped {name}: {describe_error(error, name)}")
             continue
         if tuple(image.shape[:2]) != tuple(item.annotation.image_shape):
             result.notes.append(f"skipped {name}: its size differs from its annotation")

@@ -34,6 +34,12 @@ REPORT_COLUMNS: tuple[str, ...] = (
 )
 
 
+def status_cell(message: str) -> str:
+    """A message as a report status: "No Cobb angles: x." -> "no Cobb angles: x"."""
+    text = message.rstrip(".")
+    return text[:1].lower() + text[1:]
+
+
 def angle_cells(result: CobbResult | None) -> list[str]:
     """The curve type, main curve and the (angle, ends, note) cells of PT, MT and TL."""
     if result is None:
@@ -79,10 +85,9 @@ def annotation_report_row(image: str, annotation: Annotation) -> list[object]:
         annotation.image_shape[0],
         annotation.spacing,
     )
-    status = "ok" if result is not None else (note or "").rstrip(".")
     return report_row(
         image,
-        status[:1].lower() + status[1:],
+        "ok" if result is not None else status_cell(note or ""),
         result,
         spacing=annotation.spacing,
         model=annotation.model,

@@ -18,6 +18,7 @@ import numpy as np
 from napari.qt.threading import FunctionWorker, create_worker
 from qtpy.QtCore import QObject, Signal
 
+from napari_nfdp.core.messages import describe_error
 from training.events import FinetuneResult
 
 if TYPE_CHECKING:
@@ -27,11 +28,6 @@ if TYPE_CHECKING:
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 logger = logging.getLogger(__name__)
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip()
-    return text if text else type(error).__name__
 
 
 # -- opening images ---------------------------------------------------------------------------
@@ -67,7 +63,7 @@ def read_image_layer(
             )
         return OpenOutcome(path, reader(str(path))[0])
     except (OSError, ValueError, MemoryError) as error:
-        text = _describe(error).removeprefix(f"{path.name}: ")
+        text = describe_error(error, path.name)
         return OpenOutcome(path, error=f"Cannot open {path.name}: {text}")
 
 
@@ -112,7 +108,7 @@ def detect_landmarks(
     except (CheckpointError, FileNotFoundError, RuntimeError, ValueError) as error:
         logger.exception("could not load the model %s", model_path)
         shape = tuple(int(n) for n in np.shape(image)[:2])
-        return Detection(shape, error=f"The model could not be loaded: {_describe(error)}")
+        return Detection(shape, error=f"The model could not be loaded: {describe_error(error)}")
     return detect(localizer, image, spacing=spacing, model_id=model_id)
 
 
@@ -183,7 +179,7 @@ class FinetuneJob(QObject):
             return self._finetune()
         except Exception as error:  # noqa: BLE001 - a job must report, never raise into Qt
             logger.exception("fine-tuning %s failed", self.base.id)
-            return FinetuneOutcome("failed", f"Fine-tuning failed: {_describe(error)}")
+            return FinetuneOutcome("failed", f"Fine-tuning failed: {describe_error(error)}")
 
     def _finetune(self) -> FinetuneOutcome:
         from training.finetune import finetune_and_publish

@@ -17,11 +17,7 @@ import pytest
 import torch
 
 from napari_nfdp.core.registry import ModelRegistry
-from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
-from napari_nfdp.io.annotations import Annotation, sidecar_path, write_annotation
-from napari_nfdp.io.images import write_image
-from napari_nfdp.simulator import synthesize_spine
-from tests.conftest import SMALL_SHAPE
+from tests.ui.conftest import write_corrections, write_spine_folder
 from training import finetune as finetune_module
 from training.finetune import (
     RUN_OWNER_FILE,
@@ -141,31 +137,13 @@ def test_reading_a_broken_checkpoint_is_not_a_failed_write(tmp_path):
     assert write_failure_message(error.value, path) is None
 
 
-def _films(folder: Path, n: int) -> None:
-    """Synthetic films with sidecars whose points a person placed (they count as corrections)."""
-    folder.mkdir(parents=True)
-    for i in range(n):
-        case = synthesize_spine(300 + i, shape=SMALL_SHAPE)
-        path = write_image(folder / f"film{i}.png", case.image)
-        write_annotation(
-            sidecar_path(path),
-            Annotation(
-                image_name=path.name,
-                image_shape=case.image.shape,
-                landmark_names=SPINE_LANDMARK_NAMES,
-                points=case.landmarks,
-                source=["human"] * len(SPINE_LANDMARK_NAMES),
-            ),
-        )
-
-
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE write failure (Linux)")
 def test_finetune_that_cannot_write_its_model_says_so(tmp_path, tiny_checkpoint):
     registry = ModelRegistry(tmp_path / "models")
     registry.add_file(tiny_checkpoint, note="tiny test model")
     before = registry.file.read_bytes()
     films, scratch = tmp_path / "films", tmp_path / "tmp"
-    _films(films, 2)
+    write_corrections(write_spine_folder(films, (300, 301)), (300, 301))
     scratch.mkdir()
     limit = 256 * 1024  # far below the model file's size
     assert tiny_checkpoint.stat().st_size > 4 * limit
