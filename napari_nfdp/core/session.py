@@ -148,11 +148,6 @@ class LandmarkSession:
         return self._visible.copy()
 
     @property
-    def model_points(self) -> np.ndarray:
-        """(K, 2) where the model placed each point; NaN where that is not known."""
-        return self._model.copy()
-
-    @property
     def model_review(self) -> np.ndarray:
         """(K,) the points the last detection said to check first."""
         return self._model_review.copy()

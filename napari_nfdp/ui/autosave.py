@@ -39,7 +39,3 @@ class Autosaver(QObject):
         for film in pending:
             if film.dirty:
                 self._save(film)
-
-    @property
-    def pending(self) -> bool:
-        return bool(self._pending)
