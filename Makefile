@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[qt,testing]"
+	$(PY) -m pip install --quiet -e ".[qt,testing,slicer]"
 	touch $(STAMP)
 
 setup: $(STAMP)
