@@ -5,7 +5,8 @@ Per device (CPU with the machine's threads; CUDA too when available):
 - end-to-end ``Localizer.predict`` on a 2500 x 1000 uint16 synthetic film (batch 1, median of
   --runs after warm-up), its preprocessing alone, and in the same loop the bare network and
   bare backbone forward passes at the model's input size, with the latency ratios;
-- ``predict_batch`` throughput at batch 16 (images/s);
+- ``predict_batch`` throughput at ``--batch-size`` (default 16; images/s);
+- on CUDA, the bare network's throughput under AMP (fp16 autocast) at batch 1 and 32;
 - one training step: batch 8, NFDP loss, forward + backward + Adam step (AMP on CUDA, as in
   training);
 - wall time of ``training.finetune`` on corrected synthetic films with its default schedule;
@@ -54,6 +55,7 @@ from training.loop import NFDPModel, training_step
 
 FILM_SHAPE = (2500, 1000)
 BATCH = 16
+AMP_BATCHES = (1, 32)
 TRAIN_BATCH = 8
 
 
@@ -103,8 +105,26 @@ def load_model(checkpoint: str | None, device: torch.device) -> tuple[Localizer,
     return Localizer(untrained, device), description
 
 
+def bench_amp_network(loc: Localizer, runs: int) -> dict[str, float]:
+    """Images/s of the bare network under fp16 autocast on CUDA, per batch size."""
+    result = {}
+    for size in AMP_BATCHES:
+        x = torch.randn(size, 1, *loc.config.input_size, device=loc.device)
+
+        @torch.inference_mode()
+        def forward(x: torch.Tensor = x) -> None:
+            with torch.autocast("cuda", dtype=torch.float16):
+                loc.model(x)
+
+        for _ in range(3):
+            forward()
+        seconds = statistics.median(_timed(forward, loc.device) for _ in range(runs))
+        result[str(size)] = size / seconds
+    return result
+
+
 def bench_inference(
-    loc: Localizer, film: np.ndarray, runs: int, warmup: int, batch_runs: int
+    loc: Localizer, film: np.ndarray, runs: int, warmup: int, batch_runs: int, batch: int = BATCH
 ) -> dict[str, Any]:
     """Predict, preprocessing, network and backbone forward (interleaved), batch throughput."""
     device = loc.device
@@ -139,16 +159,19 @@ def bench_inference(
     result["ratio_predict_network"] = predict_ms / result["network_forward"]["median_ms"]
     result["ratio_predict_backbone"] = predict_ms / result["backbone_forward"]["median_ms"]
 
-    batch = [film] * BATCH
-    loc.predict_batch(batch, batch_size=BATCH)
+    films = [film] * batch
+    loc.predict_batch(films, batch_size=batch)
     batch_times = [
-        _timed(lambda: loc.predict_batch(batch, batch_size=BATCH), device)
+        _timed(lambda: loc.predict_batch(films, batch_size=batch), device)
         for _ in range(batch_runs)
     ]
     result["predict_batch"] = {
         **_stats(batch_times),
-        "images_per_s": BATCH / statistics.median(batch_times),
+        "batch": batch,
+        "images_per_s": batch / statistics.median(batch_times),
     }
+    if device.type == "cuda":
+        result["amp_network_images_per_s"] = bench_amp_network(loc, runs)
     return result
 
 
@@ -213,7 +236,9 @@ def bench_device(args: argparse.Namespace, device: torch.device, film: np.ndarra
     loc, description = load_model(args.checkpoint, device)
     log(f"[{device}] inference")
     result: dict[str, Any] = {"device": str(device), "model": description}
-    result["inference"] = bench_inference(loc, film, args.runs, args.warmup, args.batch_runs)
+    result["inference"] = bench_inference(
+        loc, film, args.runs, args.warmup, args.batch_runs, args.batch_size
+    )
     result["peak_rss_mib_after_inference"] = _peak_rss_mib()
     log(f"[{device}] training step")
     result["train_step"] = bench_train_step(loc.config, device, args.train_steps)
@@ -235,6 +260,7 @@ def _range(stats: dict[str, float]) -> str:
 
 def _table(results: list[dict[str, Any]]) -> str:
     size = "x".join(str(s) for s in results[0]["model"]["config"]["input_size"])
+    batch = results[0]["inference"]["predict_batch"]["batch"]
     rows: list[list[Any]] = [
         ["predict, 2500x1000 uint16, batch 1: median ms (p10-p90)"],
         ["  of which preprocessing (prepare_input), ms"],
@@ -242,7 +268,8 @@ def _table(results: list[dict[str, Any]]) -> str:
         [f"backbone forward at {size}, batch 1, ms"],
         ["predict / network forward (target <= 1.3 on CPU)"],
         ["predict / backbone forward"],
-        [f"predict_batch throughput, batch {BATCH}, images/s"],
+        [f"predict_batch throughput, batch {batch}, images/s"],
+        ["network forward under AMP, batch 1 / 32, images/s (CUDA)"],
         [f"training step, batch {TRAIN_BATCH}, NFDP, fwd+bwd+Adam, ms"],
         ["fine-tuning wall time, s (target <= 180 on 2 CPU cores)"],
         ["peak RSS after inference / training step / fine-tuning, MiB"],
@@ -260,6 +287,8 @@ def _table(results: list[dict[str, Any]]) -> str:
             fmt(inf["ratio_predict_network"]),
             fmt(inf["ratio_predict_backbone"]),
             fmt(inf["predict_batch"]["images_per_s"], 1),
+            " / ".join(fmt(v, 0) for v in inf.get("amp_network_images_per_s", {}).values())
+            or "n/a",
             _range(r["train_step"]),
             f"{ft['seconds']:.1f} ({ft['images']} images, {ft['steps']} steps)" if ft else "n/a",
             " / ".join(fmt(v, 0) for v in rss),
@@ -289,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, default=50, help="timed predict runs")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-runs", type=int, default=5, help="timed predict_batch runs")
+    parser.add_argument(
+        "--batch-size", type=int, default=BATCH, help="predict_batch batch size (default: 16)"
+    )
     parser.add_argument("--train-steps", type=int, default=10, help="timed training steps")
     parser.add_argument(
         "--finetune-images", type=int, default=20, help="corrected films to fine-tune on (0: skip)"
