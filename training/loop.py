@@ -29,6 +29,7 @@ from napari_nfdp.core.checkpoint import save_checkpoint
 from napari_nfdp.core.localizer import resolve_device
 from napari_nfdp.core.network import LandmarkNet, ModelConfig
 from napari_nfdp.core.preprocess import fit_matrix
+from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 from training.augment import AugmentConfig, augment
 from training.datasets import Sample
 from training.events import EpochDone, ProgressFn, Started, Step, StopFn
@@ -236,10 +237,11 @@ def recalibrate_batchnorm(
 
 
 class Validation(NamedTuple):
-    """Validation metrics, both in percent of the image height."""
+    """Validation metrics in percent of the image height, and sigma in vertebra heights."""
 
     mre_pct: float  # mean radial error over visible landmarks
     sigma_pct: float  # median predicted sigma: the model's typical uncertainty on real films
+    sigma_vertebrae: float = float("nan")  # the same in vertebra heights (spine models)
 
 
 @torch.inference_mode()
@@ -250,16 +252,19 @@ def validate(
     device: torch.device,
     batch_size: int = 8,
 ) -> Validation:
-    """Mean radial error and median sigma on ``samples`` (NaN landmarks skipped)."""
+    """Mean radial error and median sigma on ``samples`` (NaN landmarks skipped); for a
+    68-landmark spine model also the median sigma over each film's predicted vertebra height
+    (what :func:`napari_nfdp.core.localizer.usual_sigma_px` compares with)."""
     if not samples:
         return Validation(float("nan"), float("nan"))
+    spine = model_config.num_landmarks == len(SPINE_LANDMARK_NAMES)
     data = _AugmentedSamples(samples, model_config, AugmentConfig(), train=False, seed=0)
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
     size = torch.tensor(model_config.input_size, dtype=torch.float32, device=device)
     per_pct = torch.as_tensor(_percent_of_height(samples, model_config), device=device)
     was_training = net.training
     net.eval()
-    total, count, start, sigmas = 0.0, 0, 0, []
+    total, count, start, sigmas, per_vertebra = 0.0, 0, 0, [], []
     for images, target, visible in loader:
         mu, sigma = net(images.to(device))
         pct = per_pct[start : start + len(images), None]
@@ -267,12 +272,19 @@ def validate(
         vis = visible.to(device)
         total += float((err * vis).sum())
         count += int(vis.sum())
-        sigmas.append(((sigma.float() * size).mean(dim=-1) / pct)[vis > 0])
+        sigma_px = (sigma.float() * size).mean(dim=-1)
+        sigmas.append((sigma_px / pct)[vis > 0])
+        if spine:
+            corners = (mu.float() * size).reshape(len(images), -1, 4, 2)
+            edges = torch.linalg.norm(corners[:, :, 2:] - corners[:, :, :2], dim=-1)
+            heights = edges.mean(dim=-1).median(dim=-1).values.clamp_min(1e-6)
+            per_vertebra.append((sigma_px / heights[:, None])[vis > 0])
         start += len(images)
     net.train(was_training)
     if not count:
         return Validation(float("nan"), float("nan"))
-    return Validation(total / count, float(torch.cat(sigmas).median()))
+    vertebrae = float(torch.cat(per_vertebra).median()) if per_vertebra else float("nan")
+    return Validation(total / count, float(torch.cat(sigmas).median()), vertebrae)
 
 
 def _calibration_indices(n: int, seed: int) -> list[int]:
@@ -393,7 +405,9 @@ def train(
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         recalibrate_batchnorm(net, calibration, model_config, device, cfg.batch_size)
-        val, val_sigma = validate(net, val_samples, model_config, device, cfg.batch_size)
+        val, val_sigma, val_sigma_vertebrae = validate(
+            net, val_samples, model_config, device, cfg.batch_size
+        )
         train_loss = float(np.mean(losses))
         improved = not math.isnan(val) and val < best
         record = {
@@ -422,6 +436,11 @@ def train(
                     metrics={
                         "val_mre_pct": val,
                         "val_sigma_pct": val_sigma,
+                        **(
+                            {"val_sigma_vertebrae": val_sigma_vertebrae}
+                            if math.isfinite(val_sigma_vertebrae)
+                            else {}
+                        ),
                         "train_loss": train_loss,
                     },
                 )

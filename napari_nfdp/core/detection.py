@@ -25,7 +25,7 @@ from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 logger = logging.getLogger(__name__)
 
 # Plausibility of a detection: above these the film probably shows no spine.
-NO_SPINE_SIGMA_FACTOR = 4.0  # median sigma vs the model's typical sigma on its validation films
+NO_SPINE_SIGMA_FACTOR = 5.0  # median sigma vs the model's usual sigma (Prediction.doubt_ratio)
 OUTSIDE_FRACTION = 0.25  # share of landmarks outside the image (schemas other than the spine)
 MIN_VISIBLE_VERTEBRAE = 4  # fewer whole vertebrae on the film: no spine to measure
 FAR_OFF = 1.5  # landmarks this many film sizes from its centre are not an anatomy off the edge
@@ -79,24 +79,20 @@ def is_blank(grey: np.ndarray) -> bool:
     return bool(high - low <= 1e-6 * max(1.0, abs(float(high))))
 
 
-def plausibility_warning(
-    prediction: Prediction, image_shape: tuple[int, int], typical_sigma_pct: float | None = None
-) -> str | None:
+def plausibility_warning(prediction: Prediction, image_shape: tuple[int, int]) -> str | None:
     """A "no spine found?" message when a prediction does not look like a spine, else None.
 
-    ``typical_sigma_pct`` is the model's median sigma on its validation films (percent of the
-    image height, stored in the checkpoint's metrics); NFDP's sigma is a relative uncertainty,
-    so it is only compared with the same model's own typical value.
+    NFDP's sigma is a relative uncertainty, so it is only compared with the same model's usual
+    sigma on its validation films (``prediction.doubt_ratio``).
     """
     height, width = image_shape[:2]
     points = prediction.landmarks
     if not np.isfinite(points).all():
         return "No spine found? The model gave no position for some landmarks."
-    sigma_pct = 100 * float(np.median(prediction.sigma.mean(axis=1))) / height
-    if typical_sigma_pct and sigma_pct > NO_SPINE_SIGMA_FACTOR * typical_sigma_pct:
+    if prediction.doubt_ratio > NO_SPINE_SIGMA_FACTOR:
         return (
-            f"No spine found? The model is unsure everywhere (uncertainty {sigma_pct:.1f} % of "
-            f"the image height, {sigma_pct / typical_sigma_pct:.1f} x its usual)."
+            "No spine found? The model is unsure everywhere (uncertainty "
+            f"{prediction.doubt_ratio:.1f} x its usual)."
         )
     size = np.array([height, width], dtype=float)
     if (np.abs(points - size / 2) > FAR_OFF * size).any():
@@ -150,8 +146,7 @@ def detect(
         return Detection(
             shape, error=f"Detection failed: {describe_error(error)}", model_id=model_id
         )
-    typical = localizer.checkpoint.metrics.get("val_sigma_pct")
-    doubt = plausibility_warning(prediction, shape, typical)
+    doubt = plausibility_warning(prediction, shape)
     cobb, note = None, None
     if doubt is None:
         cobb, note = measure_cobb(

@@ -17,6 +17,7 @@ from napari_nfdp.core.checkpoint import (
 )
 from napari_nfdp.core.network import ModelConfig
 from napari_nfdp.core.preprocess import ImageError, apply_affine, prepare_input
+from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,9 @@ class Prediction:
     ``visible`` (K,) bool: the landmarks the model places on the film. A field-of-view-aware
     model (trained with landmarks off the film at their true positions) puts the vertebrae a
     chest film cuts off below its edge; those are not visible. ``review`` (K,) bool: the
-    points a person should check first (:func:`review_mask`).
+    points a person should check first (:func:`review_mask`). ``doubt_ratio``: the film's
+    median sigma over the model's usual sigma on such a film (:func:`usual_sigma_px`; NaN when
+    the checkpoint does not say): far above 1 on a film that shows no spine.
     """
 
     landmarks: np.ndarray
@@ -34,6 +37,7 @@ class Prediction:
     landmark_names: tuple[str, ...]
     visible: np.ndarray
     review: np.ndarray
+    doubt_ratio: float = float("nan")
 
 
 def on_film(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -61,21 +65,45 @@ def needs_review(sigma: np.ndarray, factor: float = REVIEW_SIGMA_FACTOR) -> np.n
 TYPICAL_SIGMA_FACTOR = 3.0  # a point this many times the model's usual sigma needs a look
 
 
+def vertebra_height(landmarks: np.ndarray, names: Sequence[str]) -> float | None:
+    """Median height in pixels of the vertebrae of a 68-landmark spine (mean of the left and
+    right edge, top corner to bottom corner); None for other schemas or degenerate points."""
+    if tuple(names) != SPINE_LANDMARK_NAMES:
+        return None
+    corners = np.asarray(landmarks, dtype=float).reshape(-1, 4, 2)
+    left = np.linalg.norm(corners[:, 2] - corners[:, 0], axis=1)
+    right = np.linalg.norm(corners[:, 3] - corners[:, 1], axis=1)
+    height = float(np.nanmedian((left + right) / 2)) if np.isfinite(left + right).any() else 0.0
+    return height if height > 0 else None
+
+
+def usual_sigma_px(
+    metrics: dict, landmarks: np.ndarray, names: Sequence[str], image_height: float
+) -> float | None:
+    """The sigma (pixels) the model typically gives on a film like this one, from what it
+    showed on its validation films: ``val_sigma_vertebrae`` (median sigma in vertebra heights,
+    so a chest or lumbar film that shows the spine large is judged fairly) times this film's
+    vertebra height, else ``val_sigma_pct`` (percent of the image height); None when the
+    checkpoint stores neither."""
+    per_vertebra = metrics.get("val_sigma_vertebrae")
+    height = vertebra_height(landmarks, names) if per_vertebra else None
+    if per_vertebra and height:
+        return float(per_vertebra) * height
+    per_cent = metrics.get("val_sigma_pct")
+    return float(per_cent) * image_height / 100 if per_cent else None
+
+
 def review_mask(
-    sigma: np.ndarray,
-    image_height: float,
-    typical_sigma_pct: float | None,
-    factor: float = REVIEW_SIGMA_FACTOR,
+    sigma: np.ndarray, usual_px: float | None, factor: float = REVIEW_SIGMA_FACTOR
 ) -> np.ndarray:
     """(K,) points to check first: sigma far above the film's median (``factor``), or far
-    above what the model showed on its validation films (``TYPICAL_SIGMA_FACTOR`` x
-    ``typical_sigma_pct``, percent of the image height), so that a film that is wrong
-    everywhere is flagged everywhere."""
+    above the model's usual sigma on such a film (``TYPICAL_SIGMA_FACTOR`` x ``usual_px``, see
+    :func:`usual_sigma_px`), so that a film that is wrong everywhere is flagged everywhere."""
     flagged = needs_review(sigma, factor)
-    if typical_sigma_pct:
+    if usual_px:
         scale = np.asarray(sigma, dtype=float).mean(axis=1)
         with np.errstate(invalid="ignore"):
-            flagged |= 100 * scale / image_height > TYPICAL_SIGMA_FACTOR * typical_sigma_pct
+            flagged |= scale > TYPICAL_SIGMA_FACTOR * usual_px
     return flagged
 
 
@@ -171,11 +199,13 @@ class Localizer:
         landmarks = apply_affine(np.linalg.inv(fit), input_points)
         scale = fit[0, 0]
         sigma_px = np.maximum(sigma, np.finfo(np.float32).tiny) * input_size / scale
-        typical = self.checkpoint.metrics.get("val_sigma_pct")
+        usual = usual_sigma_px(self.checkpoint.metrics, landmarks, self.landmark_names, shape[0])
+        ratio = float(np.median(sigma_px.mean(axis=1))) / usual if usual else float("nan")
         return Prediction(
             landmarks,
             sigma_px,
             self.landmark_names,
             on_film(landmarks, shape),
-            review_mask(sigma_px, shape[0], typical),
+            review_mask(sigma_px, usual),
+            ratio,
         )

@@ -93,9 +93,24 @@ def test_review_flags_a_film_that_is_unsure_everywhere():
 
     sigma = np.full((68, 2), 2.0)
     sigma[5] = 9.0  # far above the film's median
-    assert review_mask(sigma, 1000, None).tolist() == [i == 5 for i in range(68)]
-    # every point 10 px on a 1000 px film, where the model usually says 0.2 %: all flagged
+    assert review_mask(sigma, None).tolist() == [i == 5 for i in range(68)]
+    # every point 10 px where the model usually says 2 px: all flagged
     everywhere = np.full((68, 2), 10.0)
-    assert not review_mask(everywhere, 1000, None).any()  # the film's median alone misses it
-    assert review_mask(everywhere, 1000, 0.2).all()
-    assert not review_mask(everywhere, 1000, 1.0).any()
+    assert not review_mask(everywhere, None).any()  # the film's median alone misses it
+    assert review_mask(everywhere, 2.0).all()
+    assert not review_mask(everywhere, 10.0).any()  # where 10 px is what it usually says
+
+
+def test_usual_sigma_follows_the_size_of_the_vertebrae():
+    from napari_nfdp.core.localizer import usual_sigma_px, vertebra_height
+
+    spine = _spine_prediction(range(17)).landmarks
+    height = vertebra_height(spine, SPINE_LANDMARK_NAMES)
+    assert height and height > 0
+    metrics = {"val_sigma_vertebrae": 0.5, "val_sigma_pct": 2.0}
+    assert usual_sigma_px(metrics, spine, SPINE_LANDMARK_NAMES, 1000) == 0.5 * height
+    # the same spine drawn twice as large (a lumbar film): twice the usual sigma
+    assert usual_sigma_px(metrics, 2 * spine, SPINE_LANDMARK_NAMES, 1000) == 1.0 * height
+    # checkpoints from before the per-vertebra figure: percent of the image height
+    assert usual_sigma_px({"val_sigma_pct": 2.0}, spine, SPINE_LANDMARK_NAMES, 1000) == 20.0
+    assert usual_sigma_px({}, spine, SPINE_LANDMARK_NAMES, 1000) is None
