@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from napari_nfdp.core.preprocess import ImageError, to_grey_float32
+from napari_nfdp.io.dicom_meta import is_dicomdir
 from napari_nfdp.io.images import (
     IMAGE_SUFFIXES,
     is_dicom,
@@ -39,10 +40,11 @@ def _image_files(path: str | Sequence[str]) -> list[Path]:
         return list_images(path)
     # A readable suffix with bad content is still ours: reading it gives a clear error (a pipe
     # or device named like an image included). Only regular files are opened to sniff for the
-    # DICOM preamble: this runs on the GUI thread, and opening a named pipe blocks.
+    # DICOM preamble: this runs on the GUI thread, and opening a named pipe blocks. A DICOMDIR
+    # (the index of a DICOM medium) holds no image: not ours.
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return [path]
-    return [path] if is_regular_file(path) and is_dicom(path) else []
+    return [path] if is_regular_file(path) and is_dicom(path) and not is_dicomdir(path) else []
 
 
 def _read(path: str | Sequence[str]) -> list[LayerData]:
@@ -85,6 +87,7 @@ def read_layer(
         **info,
         "path": str(path),
         "spacing": spacing,
+        "spacing_source": info.get("spacing_source") if spacing else None,
         "modality": info.get("modality"),
         "nfdp_files": [str(f) for f in (files or [path])],
         "nfdp_index": index,

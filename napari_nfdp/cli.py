@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from napari_nfdp.cli_help import HelpFormatter, add_version_option
+
 if TYPE_CHECKING:
     from napari_nfdp.core.detection import Detection
+    from napari_nfdp.core.localizer import Prediction
 
 
 def iter_image_paths(paths: Sequence[str | Path]) -> Iterator[Path]:
@@ -51,12 +54,22 @@ def _status(detection: Detection) -> str:
     return "ok"
 
 
-def _row(path: Path, detection: Detection, spacing: Sequence[float] | None) -> list[object]:
+def _row(
+    path: Path,
+    detection: Detection,
+    spacing: Sequence[float] | None,
+    spacing_source: str | None = None,
+) -> list[object]:
     """The CSV row of one film: the report cells, its size, then every landmark."""
     from napari_nfdp.io.report import report_row
 
     row = report_row(
-        str(path), _status(detection), detection.cobb, spacing=spacing, model=detection.model_id
+        str(path),
+        _status(detection),
+        detection.cobb,
+        spacing=spacing,
+        model=detection.model_id,
+        spacing_source=spacing_source,
     )
     pred = detection.prediction
     if pred is None:
@@ -70,12 +83,50 @@ def _row(path: Path, detection: Detection, spacing: Sequence[float] | None) -> l
     return row
 
 
+def model_to_use(model: str | None, checkpoint: str | Path | None) -> tuple[Path, str]:
+    """(checkpoint file, model id) of ``checkpoint``, else of registry version ``model``, else
+    of the version selected in the GUI's model list (the bundled model until one is chosen)."""
+    from napari_nfdp.core.registry import ModelRegistry
+
+    if checkpoint is not None:
+        return Path(checkpoint), Path(checkpoint).name
+    registry = ModelRegistry.default()
+    try:
+        version = registry.get(model) if model else registry.selected()
+    except KeyError as error:
+        raise ValueError(error.args[0]) from None
+    return version.path, version.id
+
+
+def _write_markups(
+    folder: Path, path: Path, detection: Detection, pred: Prediction, info: dict
+) -> Path:
+    """``<folder>/<film stem>.mrk.json`` (3D Slicer): the predicted points (those off the film
+    undefined) and the detection's Cobb lines and angles."""
+    from napari_nfdp.io.markups import FilmFrame, MarkupsLandmarks, markups_path, write_markups
+
+    points = pred.landmarks.copy()
+    points[~pred.visible] = np.nan
+    landmarks = MarkupsLandmarks(
+        tuple(pred.landmark_names),
+        points,
+        ["model"] * len(points),
+        FilmFrame.from_info(info),
+        path.name,
+        detection.image_shape,
+        detection.model_id or None,
+    )
+    return write_markups(folder / markups_path(path).name, landmarks, cobb=detection.cobb)
+
+
 def detect(
     paths: Sequence[str | Path],
     out_csv: str | Path,
     *,
     overlays: str | Path | None = None,
+    markups: str | Path | None = None,
     checkpoint: str | Path | None = None,
+    model: str | None = None,
     device: str | None = None,
     progress: bool = True,
 ) -> int:
@@ -84,7 +135,9 @@ def detect(
     Each image becomes one CSV row through the same detect path as the GUI (blank check,
     prediction, plausibility, Cobb); an image that cannot be read or analysed gets its error
     in the ``status`` column instead of stopping the batch, an implausible one
-    ``implausible: <why>`` and no angles.
+    ``implausible: <why>`` and no angles. The model is ``checkpoint``, else registry version
+    ``model``, else the one selected in the GUI (see :func:`model_to_use`). ``markups``: a
+    folder for one 3D Slicer ``<film stem>.mrk.json`` per film with a prediction.
     """
     from tqdm import tqdm
 
@@ -95,10 +148,11 @@ def detect(
     from napari_nfdp.io.overlay import render_overlay
 
     files = list(iter_image_paths(paths))
-    loc = Localizer.load(checkpoint, device=device)
-    model_id = Path(checkpoint).name if checkpoint else "bundled"
-    if overlays is not None:
-        Path(overlays).mkdir(parents=True, exist_ok=True)
+    model_path, model_id = model_to_use(model, checkpoint)
+    loc = Localizer.load(model_path, device=device)
+    for folder in (overlays, markups):
+        if folder is not None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
     failures = 0
     table: list[list[object]] = [_header(loc.landmark_names)]
     for path in tqdm(files, desc="detect", unit="image", disable=not progress):
@@ -111,24 +165,62 @@ def detect(
         spacing = info.get("spacing")
         detection = detect_film(loc, image, spacing=spacing, model_id=model_id)
         failures += detection.status == "error"
-        table.append(_row(path, detection, spacing))
+        table.append(_row(path, detection, spacing, info.get("spacing_source")))
         pred = detection.prediction
         if overlays is not None and pred is not None:
-            picture = render_overlay(image, pred.landmarks, detection.cobb, pred.review)
+            why = detection.doubt or detection.cobb_note or ""
+            picture = render_overlay(
+                image, pred.landmarks, detection.cobb, pred.review, notes=[why]
+            )
             write_image(Path(overlays) / f"{path.stem}_nfdp.png", picture)
+        if markups is not None and pred is not None:
+            _write_markups(Path(markups), path, detection, pred, info)
     atomic_write(out_csv, lambda handle: csv.writer(handle).writerows(table), text=True)
     return failures
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``nfdp``."""
-    parser = argparse.ArgumentParser(prog="nfdp", description="NFDP landmark detection")
+    parser = argparse.ArgumentParser(
+        prog="nfdp", description="NFDP landmark detection", formatter_class=HelpFormatter
+    )
+    add_version_option(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    det = sub.add_parser("detect", help="detect landmarks and Cobb angles on images and folders")
+    det = sub.add_parser(
+        "detect",
+        help="detect landmarks and Cobb angles on images and folders",
+        description="Detect the landmarks (and the Cobb angles of spine models) on every image "
+        "with the model selected in the napari dock's model list, or the one named.",
+        formatter_class=HelpFormatter,
+    )
     det.add_argument("paths", nargs="+", help="image files (DICOM, PNG, JPEG, TIFF) or folders")
     det.add_argument("--out", required=True, help="CSV of landmarks and Cobb angles")
-    det.add_argument("--overlays", default=None, help="folder for overlay PNGs")
-    det.add_argument("--checkpoint", default=None, help="model checkpoint (default: bundled)")
+    det.add_argument(
+        "--overlays",
+        default=None,
+        help="folder for overlay PNGs (landmarks, Cobb lines and angle text) (default: none "
+        "written)",
+    )
+    det.add_argument(
+        "--markups",
+        default=None,
+        metavar="DIR",
+        help="folder for 3D Slicer markups, DIR/<film stem>.mrk.json per film with a "
+        "prediction: landmarks, Cobb lines and angles in LPS mm (default: none written)",
+    )
+    which = det.add_mutually_exclusive_group()
+    which.add_argument(
+        "--model",
+        default=None,
+        metavar="ID",
+        help="model registry version (v3, bundled) from $NAPARI_NFDP_HOME/models (default: the "
+        "version selected in the napari dock, the bundled model until one is chosen)",
+    )
+    which.add_argument(
+        "--checkpoint",
+        default=None,
+        help="model checkpoint file instead of a registry version (default: see --model)",
+    )
     det.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     return parser
 
@@ -141,7 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.paths,
             args.out,
             overlays=args.overlays,
+            markups=args.markups,
             checkpoint=args.checkpoint,
+            model=args.model,
             device=args.device,
             progress=sys.stderr.isatty(),
         )
@@ -149,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}" + (f" and overlays in {args.overlays}" if args.overlays else ""))
+    if args.markups:
+        print(f"wrote 3D Slicer markups in {args.markups}")
     if failures:
         print(f"{failures} image(s) could not be analysed; see the status column", file=sys.stderr)
     return 1 if failures else 0

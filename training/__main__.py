@@ -1,73 +1,81 @@
-"""Command line: ``python -m training fit|finetune|evaluate|synth``."""
+"""Command line: ``python -m training fit|finetune|evaluate|synth|export|plot``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from napari_nfdp.cli_help import HelpFormatter, add_version_option
 from training.augment import AugmentConfig
-from training.events import Baseline, EpochDone, ProgressEvent, Started
+from training.console import ConsoleProgress
+
+DEFAULT_EPOCHS = 100
 
 
-def _print_progress(event: ProgressEvent) -> None:
-    if isinstance(event, Started):
-        print(f"run {event.run_id}: {event.epochs} epochs x {event.steps_per_epoch} steps")
-    elif isinstance(event, Baseline):
-        print(f"before fine-tuning: validation MRE {event.val_mre_pct:.3f} % of height")
-    elif isinstance(event, EpochDone):
-        flag = " *" if event.best else ""
-        print(
-            f"epoch {event.epoch:>4}/{event.epochs}  loss {event.loss:9.3f}  "
-            f"val MRE {event.val_mre_pct:7.3f} % of height  lr {event.lr:.2e}  "
-            f"{event.seconds:6.1f} s{flag}",
-            flush=True,
-        )
+def _is_main_process() -> bool:
+    """False in the processes of ranks 1.. that ``torchrun`` starts: they print no results."""
+    return os.environ.get("RANK", "0") == "0"
 
 
-def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)"
-    )
+def _say(text: str) -> None:
+    if _is_main_process():
+        print(text)
+
+
+def _end_distributed() -> None:
+    """Leave the process group a DDP run joined (torchrun), if any."""
+    dist = sys.modules.get("torch.distributed")  # only a run that imported torch has joined one
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _cmd_fit(args: argparse.Namespace) -> None:
     from training.fit import fit
     from training.loop import TrainConfig
+    from training.run_config import read_run_config, train_config
 
-    cfg = TrainConfig(
+    if args.data is None:
+        raise ValueError("fit needs --data (or a --config whose run names its dataset)")
+    base = train_config(read_run_config(args.config)) if args.config else TrainConfig()
+    cfg = replace(
+        base,
         variant=args.variant,
         loss=args.loss,
         input_size=tuple(args.input_size),
         fit_fraction=args.fit_fraction,
         pyramid_fusion=args.pyramid_fusion,
-        epochs=args.epochs or 100,
+        epochs=args.epochs or DEFAULT_EPOCHS,
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
         amp=not args.no_amp,
         device=args.device,
         num_workers=args.workers,
-        augment=AugmentConfig() if not args.no_augment else AugmentConfig.disabled(),
+        augment=AugmentConfig.disabled() if args.no_augment else base.augment,
     )
-    best = fit(
-        args.data,
-        args.out,
-        cfg,
-        val_data=args.val_data,
-        val_fraction=args.val_fraction,
-        limit=args.limit,
-        max_side=args.max_side,
-        backbone_weights=args.backbone_weights,
-        init_checkpoint=args.init,
-        resume=args.resume,
-        progress=_print_progress,
-    )
-    print(f"best checkpoint: {best}")
+    progress = ConsoleProgress(bar=args.progress or sys.stderr.isatty())
+    try:
+        best = fit(
+            args.data,
+            args.out,
+            cfg,
+            val_data=args.val_data,
+            val_fraction=args.val_fraction,
+            limit=args.limit,
+            max_side=args.max_side,
+            backbone_weights=args.backbone_weights,
+            init_checkpoint=args.init,
+            resume=args.resume,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    _say(f"best checkpoint: {best}")
 
 
 def _finetune_images(paths: Sequence[str]) -> list[Path]:
@@ -97,19 +105,23 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         sub = Path(args.data[0]).expanduser() / "annotations"
         annotations = sub if sub.is_dir() else None
     registry = ModelRegistry.default()
-    result = finetune_and_publish(
-        registry,
-        args.base,
-        _finetune_images(args.data),
-        annotations,
-        epochs=args.epochs,
-        device=args.device,
-        progress=_print_progress,
-        publish=not args.no_publish,
-        out=args.out,
-        replay=args.replay,
-        seed=args.seed,
-    )
+    progress = ConsoleProgress(bar=sys.stderr.isatty())
+    try:
+        result = finetune_and_publish(
+            registry,
+            args.base,
+            _finetune_images(args.data),
+            annotations,
+            epochs=args.epochs,
+            device=args.device,
+            progress=progress,
+            publish=not args.no_publish,
+            out=args.out,
+            replay=args.replay,
+            seed=args.seed,
+        )
+    finally:
+        progress.close()
     if result.status == "failed":
         print(f"error: {result.message}", file=sys.stderr)
         return 2
@@ -172,57 +184,190 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from napari_nfdp.core.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
+    metrics = dict(ckpt.metrics)
+    if args.calibrate:
+        metrics.update(_typical_sigma(ckpt, args.calibrate, args.calibrate_split))
+        print(json.dumps({"calibrated on": args.calibrate, **metrics}))
     out = save_checkpoint(
         args.out,
         ckpt.build_model(),
         landmark_names=ckpt.landmark_names,
         flow_state=ckpt.flow_state,
         training=ckpt.training,
-        metrics=ckpt.metrics,
+        metrics=metrics,
         half=not args.float32,
     )
     print(f"exported {args.checkpoint} -> {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m training``."""
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _typical_sigma(ckpt, data: str, split: str) -> dict[str, float]:
+    """The checkpoint's usual sigma measured on the films of ``data`` (a held-out set)."""
+    import torch
 
-    fit = sub.add_parser("fit", help="train a model from scratch on a dataset folder")
+    from training.datasets import open_dataset
+    from training.fit import DEFAULT_MAX_SIDE, load_samples
+    from training.loop import validate
+
+    samples = load_samples(open_dataset(data, split), DEFAULT_MAX_SIDE)
+    result = validate(ckpt.build_model().float(), samples, ckpt.config, torch.device("cpu"))
+    return {
+        "calibration_mre_pct": result.mre_pct,
+        "val_sigma_pct": result.sigma_pct,
+        "val_sigma_vertebrae": result.sigma_vertebrae,
+        "calibration_images": len(samples),
+    }
+
+
+def _cmd_plot(args: argparse.Namespace) -> None:
+    from training.plot import plot_run
+
+    print(f"wrote {plot_run(args.run, args.out, tuple(args.size))}")
+
+
+def _parser(sub, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, formatter_class=HelpFormatter, **kwargs)
+
+
+def _add_train_options(p: argparse.ArgumentParser, epochs: str) -> None:
+    p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: {epochs})")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the split, augmentation and initial weights"
+    )
+    p.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)"
+    )
+
+
+FIT_EPILOG = """\
+--config RUN/config.json (or the run folder) repeats a run: the dataset, its options and every
+training setting saved by fit become the defaults, and the options given on the command line
+override them, e.g. `fit --config runs/a/config.json --out runs/b --seed 1`.
+Under torchrun only rank 0 prints and writes the run folder."""
+
+
+def _add_fit_parser(sub) -> None:
+    fit = _parser(
+        sub,
+        "fit",
+        "train a model from scratch on a dataset folder",
+        description="Train a model on the training split of a dataset; the validation split "
+        "(or --val-data, or a held-out fraction) selects the best checkpoint.",
+        epilog=FIT_EPILOG,
+    )
     fit.add_argument(
-        "--data", required=True, help="dataset folder (AASCE, ISBI 2015, hand, sidecars)"
+        "--data",
+        default=None,
+        help="dataset folder: AASCE, ISBI 2015, hand atlas or sidecars (default: the one "
+        "--config names; required without it)",
     )
     fit.add_argument("--out", required=True, help="run folder (checkpoints, log, config)")
-    fit.add_argument("--variant", choices=("regression", "heatmap"), default="regression")
-    fit.add_argument("--loss", choices=("nfdp", "l1", "l2", "flow"), default="nfdp")
-    fit.add_argument("--input-size", type=int, nargs=2, default=(512, 256), metavar=("H", "W"))
-    fit.add_argument("--fit-fraction", type=float, default=0.9)
-    fit.add_argument("--pyramid-fusion", action="store_true")
-    fit.add_argument("--batch-size", type=int, default=8)
-    fit.add_argument("--lr", type=float, default=None)
-    fit.add_argument("--val-data", default=None, help="separate validation dataset folder")
-    fit.add_argument("--val-fraction", type=float, default=0.1)
-    fit.add_argument("--limit", type=int, default=None, help="use only the first N training images")
-    fit.add_argument("--max-side", type=int, default=1024)
-    fit.add_argument("--backbone-weights", default=None, help="torchvision ResNet-18 state dict")
     fit.add_argument(
-        "--init", default=None, help="start from this checkpoint's weights (fresh schedule)"
+        "--config",
+        default=None,
+        metavar="CONFIG.json",
+        help="repeat the run this config.json (or run folder) describes; flags given "
+        "override its values (default: none, the defaults below)",
     )
-    fit.add_argument("--resume", action="store_true")
-    fit.add_argument("--no-amp", action="store_true")
-    fit.add_argument("--no-augment", action="store_true")
-    fit.add_argument("--workers", type=int, default=0)
-    _add_train_options(fit)
+    fit.add_argument(
+        "--variant",
+        choices=("regression", "heatmap"),
+        default="regression",
+        help="network head: direct regression or integral (soft-argmax) heatmaps",
+    )
+    fit.add_argument(
+        "--loss",
+        choices=("nfdp", "l1", "l2", "flow"),
+        default="nfdp",
+        help="nfdp: residual log-likelihood with the flow prior; l1, l2, flow: ablations",
+    )
+    fit.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        default=(512, 256),
+        metavar=("H", "W"),
+        help="network input height and width in pixels",
+    )
+    fit.add_argument(
+        "--fit-fraction",
+        type=float,
+        default=0.9,
+        help="share of the input the film is fitted into (the rest is margin)",
+    )
+    fit.add_argument(
+        "--pyramid-fusion", action="store_true", help="fuse the backbone's feature pyramid"
+    )
+    fit.add_argument("--batch-size", type=int, default=8, help="images per step (per process)")
+    fit.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="initial learning rate, decayed linearly to 1%% (default: 1e-3 for regression, "
+        "8e-4 for heatmap)",
+    )
+    fit.add_argument(
+        "--val-data",
+        default=None,
+        help="separate validation dataset folder (default: the validation split of --data, "
+        "else --val-fraction of its training images)",
+    )
+    fit.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of the training images held out when there is no validation split",
+    )
+    fit.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="use only the first N training images (default: all)",
+    )
+    fit.add_argument(
+        "--max-side",
+        type=int,
+        default=1024,
+        help="images are kept in memory with their long side at most this many pixels",
+    )
+    fit.add_argument(
+        "--backbone-weights",
+        default=None,
+        help="torchvision ResNet-18 state dict to start the backbone from (default: random "
+        "weights; nothing is downloaded)",
+    )
+    fit.add_argument(
+        "--init",
+        default=None,
+        help="start from this checkpoint's weights with a fresh schedule (default: none)",
+    )
+    fit.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --out from its last.pt",
+    )
+    fit.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    fit.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    fit.add_argument(
+        "--workers", type=int, default=0, help="data loader worker processes (0: in the loop)"
+    )
+    fit.add_argument(
+        "--progress",
+        action="store_true",
+        help="show a progress bar per epoch on stderr even when it is not a terminal",
+    )
+    _add_train_options(fit, str(DEFAULT_EPOCHS))
     fit.set_defaults(func=_cmd_fit)
 
-    ft = sub.add_parser(
+
+def _add_finetune_parser(sub) -> None:
+    ft = _parser(
+        sub,
         "finetune",
-        help="refit a model on human-corrected sidecars and publish it into the model registry",
+        "refit a model on human-corrected sidecars and publish it into the model registry",
         description="Fine-tune on the images whose sidecar (<image>.nfdp.json) holds points a "
         "person placed or moved (model output nobody corrected is not used), as the dock "
         "widget's button does, and publish the result into the model registry "
-        "($NAPARI_NFDP_HOME/models, default ~/.napari-nfdp/models) when its validation error "
+        "($NAPARI_NFDP_HOME/models, or ~/.napari-nfdp/models) when its validation error "
         "is not worse.",
     )
     ft.add_argument(
@@ -253,60 +398,140 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only write the candidate to --out; leave the model registry unchanged",
     )
-    ft.add_argument("--replay", type=int, default=0, help="synthetic replay cases")
-    _add_train_options(ft)
+    ft.add_argument(
+        "--replay",
+        type=int,
+        default=0,
+        help="synthetic spine films mixed in against forgetting",
+    )
+    _add_train_options(ft, "enough for about 60 steps, at least 3")
     ft.set_defaults(func=_cmd_finetune)
 
-    ev = sub.add_parser("evaluate", help="MRE, SDR, Cobb SMAPE of a checkpoint on a split")
-    ev.add_argument("--checkpoint", default=None, help="checkpoint (default: bundled model)")
-    ev.add_argument("--data", required=True)
-    ev.add_argument("--split", default="test")
-    ev.add_argument("--radii", type=float, nargs="+", default=None)
+
+def _add_evaluate_parser(sub) -> None:
+    ev = _parser(sub, "evaluate", "MRE, SDR, Cobb SMAPE of a checkpoint on a split")
+    ev.add_argument("--checkpoint", default=None, help="checkpoint (default: the bundled model)")
+    ev.add_argument("--data", required=True, help="dataset folder")
+    ev.add_argument("--split", default="test", help="split of --data to evaluate on")
+    ev.add_argument(
+        "--radii",
+        type=float,
+        nargs="+",
+        default=None,
+        help="SDR radii in mm, for films with a pixel spacing (default: 2 2.5 3 4); SDR at 1 "
+        "and 2 %% of the height is always reported",
+    )
     ev.add_argument(
         "--json", default=None, help="report path (default: DATA/evaluation-SPLIT.json)"
     )
-    ev.add_argument("--limit", type=int, default=None)
-    ev.add_argument("--device", default=None)
+    ev.add_argument(
+        "--limit", type=int, default=None, help="evaluate the first N images (default: all)"
+    )
+    ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     ev.set_defaults(func=_cmd_evaluate)
 
-    syn = sub.add_parser("synth", help="write synthetic spine radiographs in the AASCE layout")
-    syn.add_argument("--n", type=int, required=True)
-    syn.add_argument("--out", required=True)
-    syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--split", default="training")
-    syn.add_argument("--ext", choices=("jpg", "png"), default="jpg")
+
+def _add_synth_parser(sub) -> None:
+    syn = _parser(sub, "synth", "write synthetic spine radiographs in the AASCE layout")
+    syn.add_argument("--n", type=int, required=True, help="number of films")
+    syn.add_argument("--out", required=True, help="dataset folder (created or added to)")
+    syn.add_argument("--seed", type=int, default=0, help="seed of the first film (then +1 each)")
+    syn.add_argument("--split", default="training", help="split the films go into")
+    syn.add_argument("--ext", choices=("jpg", "png"), default="jpg", help="image file format")
     syn.add_argument(
         "--style",
         choices=("flat", "projected", "mixed"),
         default="flat",
         help="flat: the 2-D generator; projected: 3-D anatomy through a cone beam (random "
-        "fields of view, landmarks off the film kept); mixed: both, alternating by seed "
-        "(default: flat)",
+        "fields of view, landmarks off the film kept); mixed: both, alternating by seed",
     )
     syn.add_argument(
         "--preview",
         default=None,
         metavar="OUT.png",
-        help="write a contact sheet of --n projected films with their landmarks instead",
+        help="write a contact sheet of --n projected films with their landmarks instead "
+        "(default: write the dataset)",
     )
     syn.set_defaults(func=_cmd_synth)
 
-    exp = sub.add_parser("export", help="write a compact (fp16) copy of a checkpoint for bundling")
-    exp.add_argument("--checkpoint", required=True)
-    exp.add_argument("--out", required=True)
+
+def build_parser(fit_defaults: dict | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``python -m training``; ``fit_defaults`` (from a run's
+    config.json) replace the defaults of the ``fit`` options."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train, fine-tune, evaluate, export and plot NFDP landmark models; write "
+        "synthetic spine films. `python -m training COMMAND --help` describes a command.",
+        formatter_class=HelpFormatter,
+    )
+    add_version_option(parser)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_fit_parser(sub)
+    if fit_defaults:
+        sub.choices["fit"].set_defaults(**fit_defaults)
+    _add_finetune_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_synth_parser(sub)
+
+    exp = _parser(sub, "export", "write a compact (fp16) copy of a checkpoint for bundling")
+    exp.add_argument("--checkpoint", required=True, help="checkpoint to copy")
+    exp.add_argument("--out", required=True, help="path of the copy")
     exp.add_argument("--float32", action="store_true", help="keep float32 weights")
+    exp.add_argument(
+        "--calibrate",
+        default=None,
+        metavar="DATA",
+        help="measure the model's usual sigma (the reference of Prediction.review and of the "
+        "'No spine found?' check) on this held-out dataset and store it in the copy "
+        "(default: keep the checkpoint's validation figures)",
+    )
+    exp.add_argument("--calibrate-split", default="test", help="split of --calibrate to use")
     exp.set_defaults(func=_cmd_export)
+
+    plot = _parser(
+        sub,
+        "plot",
+        "draw a run's training loss and validation error per epoch as a PNG",
+        description="Draw the training loss and the validation MRE of RUN/log.jsonl.",
+    )
+    plot.add_argument("run", help="run folder (or its log.jsonl)")
+    plot.add_argument("--out", default=None, help="PNG to write (default: RUN/curves.png)")
+    plot.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(1000, 700),
+        metavar=("W", "H"),
+        help="picture width and height in pixels",
+    )
+    plot.set_defaults(func=_cmd_plot)
     return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; ``fit --config`` first reads the run's saved settings."""
+    args = build_parser().parse_args(argv)
+    if args.command == "fit" and args.config is not None:
+        from training.run_config import fit_defaults, read_run_config
+
+        try:
+            defaults = fit_defaults(read_run_config(args.config))
+        except (ValueError, FileNotFoundError) as error:
+            build_parser().error(f"--config: {error}")
+        args = build_parser(defaults).parse_args(argv)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         status = args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        _end_distributed()
     return status or 0
 
 

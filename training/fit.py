@@ -78,8 +78,13 @@ def fit(
     train_samples = load_samples(sources, max_side)
     val_samples = load_samples(val_sources, max_side)
     k = train_samples[0].landmarks.shape[0]
-    summary = {
+    summary = {  # with cfg, what ``fit --config`` needs to repeat the run (run_config.py)
         "source": str(data),
+        "val_data": None if val_data is None else str(val_data),
+        "val_fraction": val_fraction,
+        "limit": limit,
+        "max_side": max_side,
+        "backbone_weights": None if backbone_weights is None else str(backbone_weights),
         "train_images": len(train_samples),
         "val_images": len(val_samples),
         "train_names": [s.name for s in train_samples][:1000],

@@ -9,6 +9,7 @@ A sidecar ``<image file name>.nfdp.json`` lives next to the image or in an annot
      "source": ["model" | "human", ...],             # who placed each point
      "sigma": [[row, col], ...] | null,              # model uncertainty in image pixels
      "spacing": [row_mm, col_mm] | null, "model": "checkpoint id" | null,
+     "spacing_source": "PixelSpacing" | ... | null,  # the DICOM element the spacing came from
      "updated": "ISO 8601 time"}
 """
 
@@ -31,6 +32,7 @@ from napari_nfdp.core.session import LandmarkSession
 FORMAT_TAG = "napari-nfdp-annotation"
 FORMAT_VERSION = 1
 SIDECAR_SUFFIX = ".nfdp.json"
+TABLE_SUFFIX = ".nfdp.csv"  # a landmark table napari-nfdp reads back (see read_landmarks_csv)
 SOURCES: tuple[str, ...] = ("model", "human")
 CSV_COLUMNS: tuple[str, ...] = (
     "image",
@@ -47,6 +49,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 _REQUIRED = ("image_name", "image_shape", "landmark_names", "points", "source")
 MAX_SIDECAR_BYTES = 20_000_000  # a sidecar of thousands of landmarks is a few hundred kB
+MAX_TABLE_BYTES = 200_000_000  # a landmark table of 10 000 films is about 70 MB
 FAR_OUTSIDE = 10.0  # points beyond this many image sizes off the film are not plausible
 
 
@@ -67,6 +70,7 @@ class Annotation:
     spacing: tuple[float, float] | None = None
     model: str | None = None
     updated: str = field(default_factory=_now)
+    spacing_source: str | None = None  # absent from sidecars written before it: None
 
     def __post_init__(self) -> None:
         self.image_shape = tuple(int(n) for n in self.image_shape)
@@ -89,6 +93,10 @@ class Annotation:
             self.spacing = tuple(float(s) for s in self.spacing)
             if len(self.spacing) != 2 or not all(math.isfinite(s) and s > 0 for s in self.spacing):
                 raise ValueError(f"spacing must be two positive numbers, got {self.spacing}")
+        if self.spacing_source is not None and not isinstance(self.spacing_source, str):
+            raise ValueError(f"spacing_source must be text, got {self.spacing_source!r}")
+        if self.spacing is None or not self.spacing_source:
+            self.spacing_source = None  # no spacing, no source
 
 
 def _points_array(values: Any, k: int, what: str) -> np.ndarray:
@@ -139,6 +147,7 @@ def annotation_to_dict(ann: Annotation) -> dict[str, Any]:
         "source": list(ann.source),
         "sigma": _pairs(ann.sigma),
         "spacing": None if ann.spacing is None else list(ann.spacing),
+        "spacing_source": ann.spacing_source,
         "model": ann.model,
         "updated": ann.updated,
     }
@@ -171,6 +180,7 @@ def annotation_from_dict(data: Any) -> Annotation:
             source=data["source"],
             sigma=None if data.get("sigma") is None else _nulls_to_nan(data["sigma"]),
             spacing=None if data.get("spacing") is None else tuple(data["spacing"]),
+            spacing_source=data.get("spacing_source"),
             model=None if data.get("model") is None else str(data["model"]),
             updated=str(data.get("updated", "")),
         )
@@ -278,6 +288,64 @@ def export_landmarks_csv(path: str | Path, rows: Iterable[Annotation]) -> Path:
     return atomic_write(path, write, text=True)
 
 
+def read_landmarks_csv(path: str | Path) -> list[Annotation]:
+    """The annotations of a landmark table (:func:`export_landmarks_csv`), one per image, in
+    the order of the table; whatever is wrong with it raises ValueError naming it.
+
+    A table does not record image sizes: ``image_shape`` is the extent of the points. Empty
+    row / col cells (or ``visible`` 0) are points marked not visible; ``source`` defaults to
+    "human"; the spacing comes from the mm columns when they are filled.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_TABLE_BYTES:
+            raise ValueError(f"it is larger than {MAX_TABLE_BYTES // 1_000_000} MB")
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns = reader.fieldnames or ()
+            missing = [c for c in ("image", "landmark", "row", "col") if c not in columns]
+            if missing:
+                raise ValueError(f"not a landmark table (no column(s) {', '.join(missing)})")
+            tables: dict[str, list[dict[str, str]]] = {}
+            for row in reader:
+                tables.setdefault(row["image"] or "", []).append(row)
+        return [_table_annotation(name, rows) for name, rows in tables.items()]
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+        raise ValueError(f"{path.name}: {_brief(exc)}") from exc
+
+
+def _table_annotation(image: str, rows: list[dict[str, str]]) -> Annotation:
+    def numbers(*columns: str) -> np.ndarray:
+        try:
+            return np.array(
+                [[float(row.get(c) or "nan") for c in columns] for row in rows], dtype=float
+            )
+        except ValueError as exc:
+            raise ValueError(f"{image}: {columns} must be numbers ({exc})") from exc
+
+    points = numbers("row", "col")
+    points[[row.get("visible", "1").strip() == "0" for row in rows]] = np.nan
+    sigma = numbers("sigma_row", "sigma_col")
+    mm = numbers("row_mm", "col_mm")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = mm / points
+    usable = np.isfinite(ratios).all(axis=1) & (ratios > 0).all(axis=1)
+    seen = points[np.isfinite(points).all(axis=1)]
+    extent = np.ceil(seen.max(axis=0) + 1) if len(seen) else np.ones(2)
+    return Annotation(
+        image_name=image,
+        image_shape=tuple(int(max(1, n)) for n in extent),
+        landmark_names=tuple(row["landmark"] for row in rows),
+        points=points,
+        source=[row.get("source") or "human" for row in rows],
+        sigma=None if np.isnan(sigma).all() else sigma,
+        spacing=tuple(np.median(ratios[usable], axis=0)) if usable.any() else None,
+        model=next((row["model"] for row in rows if row.get("model")), None),
+    )
+
+
 def session_from_annotation(ann: Annotation) -> LandmarkSession:
     """The editable landmarks of a sidecar (all of them, hidden ones included)."""
     return LandmarkSession.from_saved(
@@ -290,8 +358,10 @@ def annotation_from_session(
     image_name: str,
     image_shape: tuple[int, int],
     spacing: tuple[float, float] | None = None,
+    spacing_source: str | None = None,
 ) -> Annotation:
-    """What a session saves: its points (hidden ones NaN), sources, sigma and model."""
+    """What a session saves: its points (hidden ones NaN), sources, sigma and model, and the
+    film's spacing with where it came from."""
     return Annotation(
         image_name=image_name,
         image_shape=image_shape,
@@ -301,4 +371,5 @@ def annotation_from_session(
         sigma=session.sigma,
         spacing=tuple(spacing) if spacing else None,
         model=session.model_id,
+        spacing_source=spacing_source,
     )

@@ -3,8 +3,10 @@
 One rule for the dock widget and ``python -m training finetune``: a sidecar counts as a
 correction when at least one of its points has the source ``"human"`` (a person placed or moved
 it), its landmark names are the model's, and it has a visible point. Model output nobody touched
-does not count. A sidecar or image that cannot be read is skipped with a note naming it; it never
-stops the others. Imports neither napari nor Qt.
+does not count. An image without a sidecar but with 3D Slicer markups beside it
+(``<stem>.mrk.json``) counts by the same rule (points placed or moved in Slicer are human). A
+sidecar or image that cannot be read is skipped with a note naming it; it never stops the
+others. Imports neither napari nor Qt.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import numpy as np
 from napari_nfdp.core.messages import describe_error
 from napari_nfdp.io.annotations import Annotation, find_sidecar, read_annotation
 from napari_nfdp.io.images import read_image
+from napari_nfdp.io.markups import MARKUPS_SUFFIX, find_markups, read_film_markups
 
 HUMAN = "human"
 
 
 @dataclass(frozen=True)
 class Correction:
-    """A saved image with human corrections: the image file and its sidecar."""
+    """A saved image with human corrections: the image file and its sidecar (or markups)."""
 
     image: Path
     sidecar: Path
@@ -43,7 +46,8 @@ def find_corrections(
 ) -> tuple[list[Correction], list[str]]:
     """The images whose sidecar holds human corrections for the landmarks ``names``.
 
-    A sidecar is looked up in ``annotation_folder`` first, then next to the image. Images
+    A sidecar is looked up in ``annotation_folder`` first, then next to the image, then 3D
+    Slicer markups next to the image (:func:`~napari_nfdp.io.markups.find_markups`). Images
     without a sidecar, and sidecars with model points only, are left out silently; sidecars
     that cannot be read (any error), have other landmarks or no visible point are left out
     with a note. Returns the corrections (in image order, duplicates once) and the notes.
@@ -51,11 +55,14 @@ def find_corrections(
     found: list[Correction] = []
     notes: list[str] = []
     for image in dict.fromkeys(Path(p) for p in images):
-        sidecar = find_sidecar(image, annotation_folder)
+        sidecar = find_sidecar(image, annotation_folder) or find_markups(image)
         if sidecar is None:
             continue
         try:
-            ann = read_annotation(sidecar)
+            if sidecar.name.endswith(MARKUPS_SUFFIX):
+                ann = read_film_markups(sidecar, image, names=names)[0]
+            else:
+                ann = read_annotation(sidecar)
         except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
             notes.append(f"skipped {sidecar.name}: {describe_error(error, sidecar.name)}")
             continue

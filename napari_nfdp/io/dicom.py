@@ -4,7 +4,8 @@ Files are read defensively: the header is read first (without the pixel data) an
 size is checked against :data:`napari_nfdp.io.images.MAX_PIXELS` before anything is decoded or
 inflated; for JPEG 2000 and JPEG pixel data the size declared inside the codestream is checked
 too, and deflated files are inflated with a cap. Every problem raises
-:class:`napari_nfdp.io.images.ImageReadError` naming the file.
+:class:`napari_nfdp.io.images.ImageReadError` naming the file. Which compressed transfer
+syntaxes decode: :mod:`napari_nfdp.io.dicom_codecs`.
 """
 
 from __future__ import annotations
@@ -30,9 +31,20 @@ from pydicom.uid import (
     JPEGTransferSyntaxes,
 )
 
+from napari_nfdp.io import dicom_codecs
+from napari_nfdp.io.dicom_meta import MEDIA_DIRECTORY_STORAGE, scan_file_meta
 from napari_nfdp.io.images import BoundedReader, ImageReadError, check_declared_size
 
 logger = logging.getLogger(__name__)
+dicom_codecs.register()
+
+#: Where a film's pixel spacing came from (the reader's ``spacing_source``; None: no spacing).
+SPACING_FROM_PIXEL_SPACING = "PixelSpacing"
+SPACING_FROM_IMAGER_MAGNIFIED = (
+    "ImagerPixelSpacing corrected by EstimatedRadiographicMagnificationFactor"
+)
+SPACING_FROM_IMAGER = "ImagerPixelSpacing"
+SPACING_FROM_SCANNED = "NominalScannedPixelSpacing"
 
 _DESCRIPTION_KEYWORDS = (
     "StudyDescription",
@@ -51,8 +63,6 @@ _DISPLAY_BAND_PIXELS = 1 << 22
 _META_SCAN = 1 << 16
 # How much of the encapsulated pixel data is searched for the codestream header.
 _CODESTREAM_SEARCH = 1 << 20
-# Explicit VR with a 4-byte length (PS3.5 7.1.2).
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT"}
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
 
 
@@ -67,15 +77,18 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     ``MAX_PIXELS``, multi-frame and 3-D images, and anything pydicom cannot read or decode raise
     :class:`~napari_nfdp.io.images.ImageReadError` (a ``ValueError``) naming the file.
 
-    Metadata: ``spacing`` (row, col) mm per pixel or None, ``modality``,
-    ``photometric_interpretation``, ``description`` (study / series / body part, no patient data)
-    and ``format`` ("DICOM").
+    Metadata: ``spacing`` (row, col) mm per pixel or None, ``spacing_source`` (the element it
+    came from, see :func:`spacing_and_source`), ``modality``,
+    ``photometric_interpretation``, ``description`` (study / series / body part, no patient data),
+    ``image_position`` / ``image_orientation`` (IPP / IOP, or None) and ``format`` ("DICOM").
     """
     path = Path(path)
     name = path.name
     ds = _read_checked(path)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise ImageReadError(f"{name}: the DICOM file holds no image (no pixel data)")
+    transfer_syntax = _transfer_syntax(ds)
+    dicom_codecs.check_decodable(name, transfer_syntax)
     _check_codestream(name, ds)
     samples = _int_element(name, ds, "SamplesPerPixel", 1)
     try:
@@ -84,8 +97,9 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise
     except Exception as exc:
         logger.debug("pixel data of %s cannot be decoded", path, exc_info=True)
+        syntax = f" ({pydicom.uid.UID(transfer_syntax).name})" if transfer_syntax else ""
         raise ImageReadError(
-            f"{name}: the DICOM pixel data cannot be decoded ({_first_line(exc)})"
+            f"{name}: the DICOM pixel data{syntax} cannot be decoded ({_first_line(exc)})"
         ) from exc
     photometric = str(_safe_get(ds, "PhotometricInterpretation") or "MONOCHROME2").upper()
     if raw.ndim != (2 if samples == 1 else 3):
@@ -101,9 +115,12 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise ImageReadError(
             f"{name}: cannot apply the DICOM display transforms ({_first_line(exc)})"
         ) from exc
+    spacing, spacing_source = spacing_and_source(ds)
     metadata = {
         "format": "DICOM",
-        "spacing": dicom_spacing(ds),
+        "spacing": spacing,
+        "spacing_source": spacing_source,
+        **dicom_geometry(ds),
         "modality": str(_safe_get(ds, "Modality") or ""),
         "photometric_interpretation": photometric,
         "description": " / ".join(
@@ -130,13 +147,18 @@ def _read_checked(path: Path) -> Dataset:
     try:
         with path.open("rb") as handle:
             size = os.fstat(handle.fileno()).st_size
-            meta_end, transfer_syntax = _scan_file_meta(handle.read(min(size, _META_SCAN)))
-            if transfer_syntax == DeflatedExplicitVRLittleEndian:
+            meta = scan_file_meta(handle.read(min(size, _META_SCAN)))
+            if meta.transfer_syntax == DeflatedExplicitVRLittleEndian:
                 handle.seek(0)
-                return _read_deflated(path, handle.read(), meta_end)
+                return _read_deflated(path, handle.read(), meta.dataset_start)
             handle.seek(0)
             reader = cast(BinaryIO, BoundedReader(handle, size, allow_read_all=False))
             header = pydicom.dcmread(reader, stop_before_pixels=True)
+            if _media_storage_class(header) == MEDIA_DIRECTORY_STORAGE:
+                raise ImageReadError(
+                    f"{name} is a DICOMDIR (the index of a DICOM medium), not an image; open "
+                    "the films it lists, or their folder"
+                )
             _check_header(name, header)
             handle.seek(0)
             return pydicom.dcmread(reader)
@@ -243,32 +265,10 @@ def _read_deflated(path: Path, raw: bytes, dataset_start: int) -> FileDataset:
     return FileDataset(str(path), dataset, raw[:128], meta, False, True)
 
 
-def _scan_file_meta(head: bytes) -> tuple[int, str | None]:
-    """Where the dataset starts in a Part 10 file (after the preamble and the group 0002 file
-    meta elements, always explicit VR little endian) and the transfer syntax UID, if found."""
-    position = 132
-    transfer_syntax = None
-    if head[128:132] != b"DICM":
-        return 0, None
-    while position + 8 <= len(head) and head[position : position + 2] == b"\x02\x00":
-        vr = head[position + 4 : position + 6]
-        if vr in _LONG_VRS:
-            length = int.from_bytes(head[position + 8 : position + 12], "little")
-            value_at = position + 12
-        else:
-            length = int.from_bytes(head[position + 6 : position + 8], "little")
-            value_at = position + 8
-        if head[position + 2 : position + 4] == b"\x10\x00":  # (0002,0010)
-            value = head[value_at : value_at + length].rstrip(b"\0 ")
-            transfer_syntax = value.decode("ascii", errors="replace")
-        position = value_at + length
-    return position, transfer_syntax
-
-
 def _check_codestream(name: str, ds: Dataset) -> None:
     """Check the size declared inside JPEG 2000 / JPEG / JPEG-LS pixel data before decoding:
     the decoders allocate what the codestream says, whatever Rows and Columns say."""
-    transfer_syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    transfer_syntax = _transfer_syntax(ds)
     is_j2k = transfer_syntax in JPEG2000TransferSyntaxes
     is_jpeg = transfer_syntax in JPEGTransferSyntaxes or transfer_syntax in JPEGLSTransferSyntaxes
     if not (is_j2k or is_jpeg) or "PixelData" not in ds:
@@ -290,6 +290,18 @@ def _check_codestream(name: str, ds: Dataset) -> None:
             f"{name}: the {kind} header declares {height} x {width} pixels but the DICOM "
             f"header {rows} x {columns}; the pixel data does not belong to this header"
         )
+
+
+def _transfer_syntax(ds: Dataset) -> str | None:
+    """The transfer syntax UID the file meta names, or None."""
+    value = _safe_get(getattr(ds, "file_meta", Dataset()), "TransferSyntaxUID")
+    return str(value) if value else None
+
+
+def _media_storage_class(ds: Dataset) -> str | None:
+    """The Media Storage SOP Class UID the file meta names (a DICOMDIR's: 1.2.840.10008.1.3.10)."""
+    value = _safe_get(getattr(ds, "file_meta", Dataset()), "MediaStorageSOPClassUID")
+    return str(value) if value else None
 
 
 def _first_fragments(name: str, pixel_data: bytes) -> bytes:
@@ -380,24 +392,62 @@ def _display_array(raw: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray
 
 
 def dicom_spacing(ds: Dataset) -> tuple[float, float] | None:
-    """Pixel spacing (row, col) in mm of a dataset, or None when unknown.
+    """Pixel spacing (row, col) in mm of a dataset, or None when unknown (see
+    :func:`spacing_and_source`)."""
+    return spacing_and_source(ds)[0]
 
-    PixelSpacing is used when it is valid; otherwise ImagerPixelSpacing, divided by the
-    EstimatedRadiographicMagnificationFactor when present. Zero or malformed values mean unknown.
+
+def spacing_and_source(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]:
+    """Pixel spacing (row, col) in mm of a dataset and the element it came from.
+
+    The first valid one of: PixelSpacing; ImagerPixelSpacing divided by a valid
+    EstimatedRadiographicMagnificationFactor (the spacing at the detector, brought to the
+    patient), else ImagerPixelSpacing as it is; NominalScannedPixelSpacing (a digitised film).
+    Zero or malformed values mean unknown: (None, None) when none is valid.
     """
     spacing = _positive_pair(_safe_get(ds, "PixelSpacing"))
     if spacing is not None:
-        return spacing
+        return spacing, SPACING_FROM_PIXEL_SPACING
     spacing = _positive_pair(_safe_get(ds, "ImagerPixelSpacing"))
-    if spacing is None:
+    if spacing is not None:
+        magnification = _magnification(ds)
+        if magnification is None:
+            return spacing, SPACING_FROM_IMAGER
+        corrected = (spacing[0] / magnification, spacing[1] / magnification)
+        return corrected, SPACING_FROM_IMAGER_MAGNIFIED
+    spacing = _positive_pair(_safe_get(ds, "NominalScannedPixelSpacing"))
+    if spacing is not None:
+        return spacing, SPACING_FROM_SCANNED
+    return None, None
+
+
+def _magnification(ds: Dataset) -> float | None:
+    """EstimatedRadiographicMagnificationFactor when it is a positive finite number."""
+    value = _safe_get(ds, "EstimatedRadiographicMagnificationFactor")
+    if value is None or value == "":
         return None
     try:
-        magnification = float(_safe_get(ds, "EstimatedRadiographicMagnificationFactor") or 1.0)
+        magnification = float(value)
     except (TypeError, ValueError, OverflowError):
-        magnification = 1.0
-    if not np.isfinite(magnification) or magnification <= 0:
-        magnification = 1.0
-    return (spacing[0] / magnification, spacing[1] / magnification)
+        return None
+    return magnification if np.isfinite(magnification) and magnification > 0 else None
+
+
+def dicom_geometry(ds: Dataset) -> dict[str, tuple[float, ...] | None]:
+    """``image_position`` (ImagePositionPatient, 3 numbers) and ``image_orientation``
+    (ImageOrientationPatient, 6) of a dataset; None when missing or malformed."""
+    return {
+        "image_position": _finite_numbers(_safe_get(ds, "ImagePositionPatient"), 3),
+        "image_orientation": _finite_numbers(_safe_get(ds, "ImageOrientationPatient"), 6),
+    }
+
+
+def _finite_numbers(value: Any, count: int) -> tuple[float, ...] | None:
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return numbers if len(numbers) == count and np.isfinite(numbers).all() else None
 
 
 def _safe_get(ds: Dataset, keyword: str) -> Any:

@@ -9,7 +9,10 @@ session (None before the first detection) and whether autosave may write. The ru
 * a doubtful detection that nobody confirmed (``session.doubt``) is never autosaved;
 * a sidecar that already exists where annotations go (a newly chosen folder too) is read
   before anything is written there;
-* an unreadable sidecar is copied byte for byte and blocks autosave; a read-only one too.
+* an unreadable sidecar is copied byte for byte and blocks autosave; a read-only one too;
+* a film without a sidecar but with 3D Slicer markups beside it (``<stem>.mrk.json``) takes
+  its landmarks from them (points placed or moved in Slicer are the person's); they are saved
+  as the sidecar at the next edit or Save, the markups file is never written.
 
 The dock's :class:`~napari_nfdp.ui.autosave.Autosaver` decides *when* to write.
 """
@@ -32,6 +35,7 @@ from napari_nfdp.io.annotations import (
     sidecar_path,
     write_annotation,
 )
+from napari_nfdp.io.markups import find_markups, read_film_markups
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,7 @@ class Film:
     sidecar: Path | None = None
     blocked: str | None = None  # why autosave must not overwrite the sidecar
     saved_revision: int = -1
+    spacing_source: str | None = None  # the DICOM element the spacing came from
 
     @property
     def dirty(self) -> bool:
@@ -70,11 +75,12 @@ def restore(film: Film) -> Restored:
     """Read a film's sidecar (if it has one) into a session; never raises.
 
     An unreadable sidecar, whatever is wrong with it, is copied byte for byte beside itself
-    (``<name>.unreadable``) and blocks autosave; so does a read-only one.
+    (``<name>.unreadable``) and blocks autosave; so does a read-only one. Without a sidecar,
+    3D Slicer markups beside the film are read (:func:`restore_markups`).
     """
     target = film.sidecar
     if target is None or not target.is_file():
-        return Restored()
+        return restore_markups(film)
     try:
         annotation = read_annotation(target)
         session = session_from_annotation(annotation)
@@ -113,6 +119,35 @@ def restore(film: Film) -> Restored:
     return Restored(session, restored)
 
 
+def restore_markups(film: Film) -> Restored:
+    """Read the 3D Slicer markups beside a film (if any) into a session; never raises.
+
+    A markups file that cannot be used is left alone with a warning; it blocks nothing.
+    """
+    markups = find_markups(film.path) if film.path is not None else None
+    if markups is None:
+        return Restored()
+    try:
+        annotation, landmarks = read_film_markups(
+            markups, film.path, image_shape=film.shape, spacing=film.spacing
+        )
+        session = session_from_annotation(annotation)
+    except (OSError, ValueError) as error:
+        return Restored(
+            message=f"Could not use the 3D Slicer markups {markups.name}: {error}. The file "
+            "was left untouched.",
+            level="warning",
+        )
+    notes = "".join(f" Note: {note}." for note in landmarks.notes)
+    saved_as = f" Your corrections are saved as {film.sidecar.name}." if film.sidecar else ""
+    return Restored(
+        session,
+        f"Loaded {len(session.names)} landmarks of {film.name} from the 3D Slicer markups "
+        f"{markups.name} ({session.human_count} placed or moved by a person, "
+        f"{session.hidden_count} not visible).{saved_as}{notes}",
+    )
+
+
 def is_read_only(path: Path) -> bool:
     """True when a file has no write permission bit at all (e.g. mode 0444)."""
     return not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
@@ -141,7 +176,10 @@ def write(film: Film) -> Path:
     target, session = film.sidecar, film.session
     if target is None or session is None:
         raise ValueError("nothing to save")
-    write_annotation(target, annotation_from_session(session, film.name, film.shape, film.spacing))
+    annotation = annotation_from_session(
+        session, film.name, film.shape, film.spacing, film.spacing_source
+    )
+    write_annotation(target, annotation)
     film.blocked = None
     film.saved_revision = session.revision
     return target
@@ -176,12 +214,14 @@ class FilmShelf:
         shape: tuple[int, int],
         path: Path | None,
         spacing: tuple[float, float] | None,
+        spacing_source: str | None = None,
     ) -> tuple[Film, Restored | None]:
         """The film under ``key``; a new one has its sidecar read (the Restored outcome)."""
         film = self._films.get(key)
         if film is not None:
             return film, None
         film = Film(key, name, shape, path, spacing, sidecar=self.sidecar_of(path, name))
+        film.spacing_source = spacing_source if spacing else None
         self._films[key] = film
         return film, self._read(film)
 

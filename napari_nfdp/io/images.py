@@ -20,6 +20,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from napari_nfdp.io.dicom_meta import has_preamble, is_dicomdir, read_head
+
 logger = logging.getLogger(__name__)
 
 RASTER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -151,21 +153,7 @@ def is_dicom(path: str | Path) -> bool:
     path = Path(path)
     if path.suffix.lower() in DICOM_SUFFIXES:
         return True
-    if not is_regular_file(path):
-        return False
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        header = os.read(fd, 132)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return len(header) == 132 and header[128:] == b"DICM"
+    return has_preamble(read_head(path, 132))
 
 
 def _natural_key(path: Path) -> tuple[list[Any], str]:
@@ -174,16 +162,24 @@ def _natural_key(path: Path) -> tuple[list[Any], str]:
     return [int(part) if part.isdigit() else part for part in parts], path.suffix.lower()
 
 
-def _is_image_file(path: Path) -> bool:
+def is_image_file(path: str | Path) -> bool:
+    """True for a regular file that is a radiograph by its suffix, or a file without a suffix
+    (``IM0001``) that is DICOM; never a DICOMDIR (the index of a DICOM medium) nor a hidden file.
+
+    Only files without a suffix are opened (their first bytes, non-blocking)."""
+    path = Path(path)
     if path.name.startswith(".") or not is_regular_file(path):
         return False
-    return path.suffix.lower() in IMAGE_SUFFIXES or (not path.suffix and is_dicom(path))
+    if path.suffix:
+        return path.suffix.lower() in IMAGE_SUFFIXES
+    head = read_head(path)
+    return has_preamble(head) and not is_dicomdir(path, head)
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """The radiographs of a folder in natural name order (hidden files, subfolders, pipes and
-    devices skipped; files without a suffix count when they are DICOM)."""
-    return sorted((p for p in Path(folder).iterdir() if _is_image_file(p)), key=_natural_key)
+    """The radiographs of a folder in natural name order (hidden files, subfolders, pipes,
+    devices and DICOMDIR skipped; files without a suffix count when they are DICOM)."""
+    return sorted((p for p in Path(folder).iterdir() if is_image_file(p)), key=_natural_key)
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
@@ -192,7 +188,9 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     PNG / JPEG / BMP / TIFF keep their dtype (8 or 16 bit); colour stays (H, W, 3|4). DICOM goes
     through :func:`napari_nfdp.io.dicom.read_dicom` (grey: float32 display array; colour: its
     integer dtype). Metadata always has
-    ``spacing`` ((row, col) mm per pixel, or None) and ``format``.
+    ``spacing`` ((row, col) mm per pixel, or None) and ``format``; DICOM also
+    ``spacing_source`` (where the spacing came from, see
+    :func:`napari_nfdp.io.dicom.spacing_and_source`).
 
     Whatever the bytes, a bad file raises :class:`ImageReadError` (a ``ValueError``) naming the
     file: declared sizes over :data:`MAX_PIXELS` are refused before decoding, stacks are refused,

@@ -1,16 +1,22 @@
-"""Render landmarks and Cobb lines onto a radiograph as an RGB picture (no napari needed)."""
+"""Render landmarks, Cobb lines and the angles onto a radiograph as an RGB picture (no napari
+needed)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 from skimage.draw import disk, line_aa
 
-from napari_nfdp.core.cobb import CobbResult
+from napari_nfdp.core.cobb import CURVE_NAMES, CobbResult
 from napari_nfdp.core.preprocess import normalise_intensity, to_grey_float32
 
 CURVE_COLOURS = {"PT": (255, 200, 0), "MT": (255, 60, 60), "TL": (60, 160, 255)}
 POINT_COLOUR = (0, 255, 120)
 UNCERTAIN_COLOUR = (255, 0, 255)
+TEXT_COLOUR = (255, 255, 255)
+TEXT_BOX = (0, 0, 0, 170)  # translucent black behind the text
 
 
 def _draw_line(rgb: np.ndarray, p0, p1, colour, width: int) -> None:
@@ -32,10 +38,13 @@ def render_overlay(
     landmarks: np.ndarray,
     cobb: CobbResult | None = None,
     uncertain: np.ndarray | None = None,
+    notes: Sequence[str] = (),
 ) -> np.ndarray:
     """An (H, W, 3) uint8 picture: the image in grey, landmarks as dots, Cobb end-vertebra lines.
 
-    ``uncertain`` is an optional (K,) boolean mask of landmarks drawn in a warning colour.
+    ``uncertain`` is an optional (K,) boolean mask of landmarks drawn in a warning colour. The
+    top-left corner gets the angles of ``cobb`` (value and end vertebrae, or why a curve was
+    not measured), then ``notes``; with neither there is no text.
     """
     grey = normalise_intensity(to_grey_float32(image)) + 0.5
     rgb = np.repeat((np.clip(grey, 0, 1) * 255).astype(np.float32)[..., None], 3, axis=2)
@@ -54,4 +63,52 @@ def render_overlay(
         if np.isfinite(r) and np.isfinite(c):
             rr, cc = disk((r, c), radius, shape=rgb.shape[:2])
             rgb[rr, cc] = UNCERTAIN_COLOUR if flag else POINT_COLOUR
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    picture = np.clip(rgb, 0, 255).astype(np.uint8)
+    lines = [(cobb.describe(name), CURVE_COLOURS[name]) for name in CURVE_NAMES] if cobb else []
+    lines += [(note, TEXT_COLOUR) for note in notes if note]
+    return draw_text(picture, lines) if lines else picture
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: only the small bitmap font
+        return ImageFont.load_default()
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> list[str]:
+    """``text`` broken at spaces into lines at most ``width`` pixels long (where possible)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        trial = f"{line} {word}" if line else word
+        if line and draw.textlength(trial, font=font) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return [*lines, line] if line else lines
+
+
+def draw_text(picture: np.ndarray, lines: Sequence[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
+    """``picture`` (H, W, 3 uint8) with coloured text lines on a dark box in its top-left corner;
+    the font grows with the picture and long lines wrap at its width."""
+    image = Image.fromarray(picture)
+    draw = ImageDraw.Draw(image, "RGBA")
+    height, width = picture.shape[:2]
+    size = max(11, round(max(height, width) / 70))
+    font, pad = _font(size), max(3, size // 3)
+    rows = [
+        (part, colour)
+        for text, colour in lines
+        for part in _wrap(draw, text, font, width - 4 * pad)
+    ]
+    if not rows:
+        return picture
+    line_height = font.getbbox("Ag")[3] + pad // 2
+    text_width = max(draw.textlength(text, font=font) for text, _ in rows)
+    box = (pad, pad, 3 * pad + text_width, 3 * pad + line_height * len(rows))
+    draw.rectangle(box, fill=TEXT_BOX)
+    for i, (text, colour) in enumerate(rows):
+        draw.text((2 * pad, 2 * pad + i * line_height), text, fill=colour, font=font)
+    return np.array(image)

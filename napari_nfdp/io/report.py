@@ -4,8 +4,11 @@ Columns (``REPORT_COLUMNS``): the film, its status ("ok", "implausible: <why>", 
 "no Cobb angles: <why>"), curve type and main curve, then for PT, MT and TL the angle in
 degrees (empty when not measured), the end vertebrae and a note (why it is not measured, or
 that it may continue past the visible spine), then how the angles were measured ("mm" on the
-physical grid when the pixel spacing is known, else "pixels"), the spacing, the model version,
-and how many points a person corrected or marked not visible.
+physical grid when the pixel spacing is known, else "pixels"), the spacing and the DICOM element
+it came from (``spacing_source``: "PixelSpacing", "ImagerPixelSpacing corrected by
+EstimatedRadiographicMagnificationFactor", "ImagerPixelSpacing", "NominalScannedPixelSpacing",
+empty when unknown), the model version, and how many points a person corrected or marked not
+visible.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "measured_on",
     "spacing_row_mm",
     "spacing_col_mm",
+    "spacing_source",
     "model",
     "human_points",
     "hidden_points",
@@ -60,6 +64,7 @@ def report_row(
     model: str | None,
     human_points: int | str = "",
     hidden_points: int | str = "",
+    spacing_source: str | None = None,
 ) -> list[object]:
     """One line of the report (``result`` None: no angles, ``status`` says why)."""
     spacing_cells = [f"{s:.6g}" for s in spacing] if spacing else ["", ""]
@@ -70,6 +75,7 @@ def report_row(
         "deg",
         "mm" if spacing else "pixels",
         *spacing_cells,
+        (spacing_source or "") if spacing else "",
         model or "",
         human_points,
         hidden_points,
@@ -93,4 +99,5 @@ def annotation_report_row(image: str, annotation: Annotation) -> list[object]:
         model=annotation.model,
         human_points=annotation.source.count("human"),
         hidden_points=hidden,
+        spacing_source=annotation.spacing_source,
     )

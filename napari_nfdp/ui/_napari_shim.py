@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Points, Shapes
+from napari.utils import progress
 
 
 def on_points_moving(layer: Points, callback: Callable[[], None]) -> Callable[[], None]:
@@ -52,3 +53,12 @@ def move_shapes(layer: Shapes, vertices: Sequence[np.ndarray]) -> None:
             changed = True
     if changed:
         layer.refresh()
+
+
+def open_progress_bars() -> list[progress]:
+    """The napari progress bars open now: those napari's activity dock lists.
+
+    napari keeps them in the class attribute ``progress._all_instances`` (added on creation,
+    removed on ``close``); its own tests look there too.
+    """
+    return list(progress._all_instances)

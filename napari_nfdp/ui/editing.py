@@ -1,7 +1,8 @@
 """The layers of one image view and the drag path: napari in, copies out.
 
 :class:`FilmLayers` holds an image layer and, once there are landmarks, its Points and Cobb
-Shapes layers. Stepping to another film puts the new data into these same layers (Mesa's
+Shapes layers (the landmark layer the sidecar reader opened with the film, if there is one).
+Stepping to another film puts the new data into these same layers (Mesa's
 software OpenGL crashes when layers are removed and added again in a loop). The layers only
 ever get copies of a session's positions; what a person does to them comes back through two
 callbacks: ``on_moving`` on every redraw while a point is dragged (cheap: the Cobb overlay
@@ -162,9 +163,17 @@ class FilmLayers:
 
     def _create(self, positions: np.ndarray, features: pd.DataFrame, labels: bool) -> None:
         self.cobb = make_cobb_layer(self.image)
-        self.viewer.add_layer(self.cobb)
-        self.points = make_points_layer(self.image, positions, features, labels=labels)
-        self.viewer.add_layer(self.points)
+        opened = self._opened_landmarks()
+        if opened is None:
+            self.viewer.add_layer(self.cobb)
+            self.points = make_points_layer(self.image, positions, features, labels=labels)
+            self.viewer.add_layer(self.points)
+        else:  # the film's sidecar was opened in napari: its layer becomes ours
+            self.viewer.layers.insert(self.viewer.layers.index(opened), self.cobb)
+            opened.metadata = {k: v for k, v in opened.metadata.items() if k != "nfdp_sidecar"}
+            fit_to_image(opened, self.image)
+            opened.text.visible = labels
+            self.points = opened
         self.points.mode = "select"  # ready to drag
         points = self.points
 
@@ -181,6 +190,20 @@ class FilmLayers:
             lambda: points.events.data.disconnect(on_data),
             on_points_moving(points, on_moving),
         ]
+
+    def _opened_landmarks(self) -> Points | None:
+        """A landmark layer the sidecar reader opened with this film, not yet the dock's."""
+        path = self.image.metadata.get("path")
+        for layer in self.viewer.layers:
+            meta = layer.metadata
+            if (
+                isinstance(layer, Points)
+                and path
+                and meta.get("nfdp_sidecar")
+                and meta.get("nfdp_image_path") == str(path)
+            ):
+                return layer
+        return None
 
     def _disconnect(self) -> None:
         for disconnect in self._disconnects:

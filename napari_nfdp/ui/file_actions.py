@@ -1,5 +1,5 @@
 """Saving and exporting in the dock: Save, the annotation folder, autosave writes, the
-landmark CSV and the Cobb report over a folder.
+landmark CSV, the Cobb report and 3D Slicer markups over a folder.
 
 :class:`FileActions` is a base of the dock widget; what may be written, and how, is
 :mod:`napari_nfdp.io.films`, the report's columns :mod:`napari_nfdp.io.report`.
@@ -15,6 +15,7 @@ from napari_nfdp.core.atomic import atomic_write
 from napari_nfdp.io.annotations import Annotation, annotation_from_session, export_landmarks_csv
 from napari_nfdp.io.films import Film, FilmShelf, autosave_refusal, write
 from napari_nfdp.io.images import list_images
+from napari_nfdp.io.markups import MARKUPS_SUFFIX, film_frame, write_markups
 from napari_nfdp.io.report import REPORT_COLUMNS, annotation_report_row
 from napari_nfdp.ui.edit_actions import EditActions
 
@@ -84,6 +85,35 @@ class FileActions(EditActions):
         self._say(f"Wrote the Cobb report of {len(annotations)} image(s) to {written}.")
         return written
 
+    def export_markups(self, folder: str | Path) -> list[Path]:
+        """Write 3D Slicer markups, ``<film stem>.mrk.json`` in ``folder``, for every annotated
+        image of the folder (landmarks, Cobb lines and angles, LPS mm); return the files."""
+        annotations = self._folder_annotations()
+        if not annotations or self._view is None:
+            self._say("No annotated images to export yet.", "warning")
+            return []
+        film = self._film(self._view)
+        images = {Path(f).name: Path(f) for f in self._view.folder()[0]}
+        if film.path is not None:
+            images.setdefault(film.path.name, film.path)
+        written: list[Path] = []
+        stems: set[str] = set()
+        for name, ann in annotations:
+            stem = Path(name).stem
+            target = Path(folder) / ((name if stem in stems else stem) + MARKUPS_SUFFIX)
+            stems.add(stem)
+            try:
+                frame = film_frame(images.get(name), ann.spacing)
+                written.append(write_markups(target, ann, frame=frame))
+            except (OSError, ValueError) as error:
+                self._say(f"Could not write {target}: {error}", "error")
+                return written
+        self._say(
+            f"Exported 3D Slicer markups of {len(written)} image(s) to {folder} "
+            f"({', '.join(p.name for p in written[:3])}{' ...' if len(written) > 3 else ''})."
+        )
+        return written
+
     # -- saving --
 
     def _autosave(self, film: Film) -> None:
@@ -132,7 +162,9 @@ class FileActions(EditActions):
         paths = [Path(f) for f in view.folder()[0]] or ([film.path] if film.path else [])
         rows = self.films.saved_annotations(paths)
         if not paths and film.session is not None and film.session.is_measurement:
-            ann = annotation_from_session(film.session, film.name, film.shape, film.spacing)
+            ann = annotation_from_session(
+                film.session, film.name, film.shape, film.spacing, film.spacing_source
+            )
             rows.append((film.name, ann))
         return rows
 

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,9 +113,35 @@ def detect_landmarks(
     return detect(localizer, image, spacing=spacing, model_id=model_id)
 
 
-def start_worker(function: Callable[..., Any], *args: Any) -> FunctionWorker:
-    """A napari thread worker for ``function(*args)``, not started yet (connect, then start)."""
-    return create_worker(function, *args, _start_thread=False)
+def start_worker(
+    function: Callable[..., Any],
+    *args: Any,
+    on_error: Callable[[str], None] | None = None,
+    activity: str | None = None,
+) -> FunctionWorker:
+    """A napari thread worker for ``function(*args)``, not started yet (connect, then start).
+
+    ``on_error`` receives, on the GUI thread, the text of an exception ``function`` raised
+    (logged with its traceback) instead of napari re-raising it. ``activity`` names a busy
+    bar in napari's activity dock for as long as the worker runs (napari closes it).
+    """
+    worker = create_worker(
+        function,
+        *args,
+        _start_thread=False,
+        _ignore_errors=on_error is not None,
+        _progress={"desc": activity} if activity else None,
+    )
+    if on_error is not None:
+        worker.errored.connect(partial(_report_error, function, on_error))
+    return worker
+
+
+def _report_error(
+    function: Callable[..., Any], on_error: Callable[[str], None], error: BaseException
+) -> None:
+    logger.error("%s failed", getattr(function, "__name__", function), exc_info=error)
+    on_error(describe_error(error))
 
 
 # -- fine-tuning -----------------------------------------------------------------------------

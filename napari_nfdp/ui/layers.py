@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import colorsys
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -137,24 +138,24 @@ def _point_size(height: float) -> float:
     return max(3.0, height * POINT_SIZE_FRACTION)
 
 
-def make_points_layer(
-    image: Image, points: np.ndarray, features: pd.DataFrame, *, labels: bool = False
-) -> Points:
-    """A landmark Points layer over ``image`` (same scale, translate and units), styled.
-
-    The layer gets a copy of ``points``: napari moves dragged points in place.
-    """
-    size = _point_size(image_height(image))
-    return Points(
-        np.array(points, dtype=float, copy=True),
-        name=f"{image.name} landmarks",
-        features=features,
-        size=size,
-        scale=image.scale,
-        translate=image.translate,
-        units=image.units,
-        border_width_is_relative=True,
-        text={
+def landmark_layer_kwargs(
+    features: pd.DataFrame,
+    height: float,
+    *,
+    name: str,
+    labels: bool = False,
+    metadata: dict[str, Any] | None = None,
+    **placement: Any,
+) -> dict[str, Any]:
+    """The keyword arguments of a landmark Points layer: features, point size (from the image
+    ``height``), vertebra labels, style; ``placement`` adds scale / translate / units."""
+    size = _point_size(height)
+    return {
+        "name": name,
+        "features": features,
+        "size": size,
+        "border_width_is_relative": True,
+        "text": {
             "string": "{label}",
             "size": 9,
             "color": "white",
@@ -162,8 +163,36 @@ def make_points_layer(
             "translation": (0.0, 1.6 * size),
             "visible": labels,
         },
-        metadata={"nfdp_image": image.name},
+        "metadata": dict(metadata or {}),
+        **placement,
         **point_style(features),
+    }
+
+
+def image_link(image: Image) -> dict[str, Any]:
+    """Overlay metadata naming the image below: its layer name and its file (None if none)."""
+    return {"nfdp_image": image.name, "nfdp_image_path": image.metadata.get("path")}
+
+
+def make_points_layer(
+    image: Image, points: np.ndarray, features: pd.DataFrame, *, labels: bool = False
+) -> Points:
+    """A landmark Points layer over ``image`` (same scale, translate and units), styled.
+
+    The layer gets a copy of ``points``: napari moves dragged points in place.
+    """
+    return Points(
+        np.array(points, dtype=float, copy=True),
+        **landmark_layer_kwargs(
+            features,
+            image_height(image),
+            name=f"{image.name} landmarks",
+            labels=labels,
+            metadata=image_link(image),
+            scale=image.scale,
+            translate=image.translate,
+            units=image.units,
+        ),
     )
 
 
@@ -175,10 +204,12 @@ def restyle_points(layer: Points, features: pd.DataFrame, doubtful: bool = False
 
 
 def fit_to_image(layer: Points | Shapes, image: Image) -> None:
-    """Give an overlay layer the image's scale, translate and units (after a film change)."""
+    """Give an overlay layer the image's scale, translate, units and name (after a film
+    change)."""
     layer.scale = image.scale
     layer.translate = image.translate
     layer.units = image.units
+    layer.metadata = {**layer.metadata, **image_link(image)}
 
 
 def _rgba(rgb: Sequence[int]) -> np.ndarray:

@@ -1,12 +1,15 @@
 """The Model and Fine-tune parts of the dock: the model list, adding and rolling back
-versions, and the fine-tuning job with its progress.
+versions, and the fine-tuning job with its progress (in the dock and in napari's activity
+dock, where Cancel stops it too).
 
 :class:`ModelControls` is a base of the dock widget; it works on the registry (``registry``),
-the panel's controls and the widget's ``_known_images`` / ``_say`` / ``_update_controls``.
+the panel's controls and the widget's ``_known_images`` / ``_say`` / ``_update_controls`` /
+``_worker_failed``.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from napari.qt.threading import FunctionWorker
@@ -14,7 +17,9 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog
 
 from napari_nfdp.core.registry import ModelRegistry, ModelVersion, RegistryError
+from napari_nfdp.ui.activity import ActivityBar
 from napari_nfdp.ui.autosave import Autosaver
+from napari_nfdp.ui.finetune_form import finetune_options
 from napari_nfdp.ui.jobs import FinetuneJob, FinetuneOutcome, start_worker
 from napari_nfdp.ui.panel import ControlPanel
 
@@ -25,6 +30,7 @@ class ModelControls(ControlPanel):
     registry: ModelRegistry
     _job: FinetuneJob | None
     _steps: int = 1  # fine-tuning steps per epoch, for the progress bar
+    _activity: ActivityBar | None = None  # the fine-tune's bar in napari's activity dock
     autosaver: Autosaver
 
     def finetune(self) -> FinetuneJob | None:
@@ -49,7 +55,7 @@ class ModelControls(ControlPanel):
             base,
             images,
             self.annotation_folder,
-            epochs=self.epochs_spin.value() or None,
+            **finetune_options(self.finetune_form),
             device=self._device(),
             parent=self,
         )
@@ -59,6 +65,7 @@ class ModelControls(ControlPanel):
         self.finetune_bar.setRange(0, 0)
         self.finetune_bar.setFormat("Collecting corrected images…")
         self.finetune_bar.show()
+        self._activity = ActivityBar(f"Fine-tuning {base.label}", cancelable=True)
         self.finetune_label.setText(f"Starting from {base.label}.")
         self._say(f"Fine-tuning {base.label} on your corrections…")
         self._update_controls()
@@ -74,10 +81,22 @@ class ModelControls(ControlPanel):
         self.finetune_bar.setFormat("Cancelling…")
         self._say("Cancelling fine-tuning…")
 
+    def _stop_finetune(self) -> None:
+        """The dock is going away: stop a running fine-tune and close its activity bar."""
+        if self._job is not None:
+            self._job.cancel()
+        if self._activity is not None:
+            self._activity.close()
+
     def add_checkpoint(self, path: str | Path) -> FunctionWorker:
         """Validate and copy a checkpoint file into the model list (in a worker) and select it."""
         path = Path(path)
-        worker = start_worker(_add_checkpoint, self.registry, path)
+        worker = start_worker(
+            _add_checkpoint,
+            self.registry,
+            path,
+            on_error=partial(self._worker_failed, f"Adding {path.name}"),
+        )
         worker.returned.connect(self._on_checkpoint_added)
         self._say(f"Checking {path.name}…")
         worker.start()
@@ -141,11 +160,17 @@ class ModelControls(ControlPanel):
         """Show one :mod:`training.events` progress event of a running fine-tune."""
         from training.events import Baseline, EpochDone, Loading, Started, Step
 
+        job, activity = self._job, self._activity
+        cancel_pressed = activity is not None and activity.cancel_requested  # activity dock
+        if job is not None and cancel_pressed and not job.cancelled:
+            self.cancel_finetune()
         bar = self.finetune_bar
+        phase = None  # what the activity dock says (changes seldom: each change redraws)
         if isinstance(event, Loading):
             bar.setRange(0, event.total)
             bar.setValue(event.index)
             bar.setFormat("Reading corrected images %v/%m")
+            phase = "reading corrected images"
         elif isinstance(event, Baseline):
             self.finetune_label.setText(
                 f"Validation MRE before: {event.val_mre_pct:.2f} % of the image height "
@@ -156,6 +181,7 @@ class ModelControls(ControlPanel):
             bar.setRange(0, event.epochs * self._steps)
             bar.setValue(0)
             bar.setFormat("Training…")
+            phase = f"{event.epochs} epoch(s)"
         elif isinstance(event, Step):
             bar.setValue((event.epoch - 1) * self._steps + event.step)
             bar.setFormat(f"Epoch {event.epoch} · loss {event.loss:.3g}")
@@ -164,9 +190,18 @@ class ModelControls(ControlPanel):
                 f"Epoch {event.epoch}/{event.epochs} · loss {event.loss:.3g} · "
                 f"val MRE {event.val_mre_pct:.2f} %"
             )
+            phase = f"epoch {event.epoch}/{event.epochs} done"
+        if activity is not None:  # last: napari's redraw may run the job's end
+            label = job.base.label if job is not None else ""
+            activity.show(
+                max(0, bar.value()), bar.maximum(), phase and f"Fine-tuning {label}: {phase}"
+            )
 
     def _on_finetune_finished(self, outcome: FinetuneOutcome) -> None:
         self._job = None
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
         self.finetune_bar.hide()
         self._refresh_models()
         self.finetune_label.setText(outcome.message)

@@ -28,7 +28,6 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -36,6 +35,7 @@ from qtpy.QtWidgets import (
 from napari_nfdp.core.cobb import CobbResult
 from napari_nfdp.core.localizer import REVIEW_SIGMA_FACTOR
 from napari_nfdp.io.overlay import CURVE_COLOURS
+from napari_nfdp.ui.finetune_form import make_finetune_form
 from napari_nfdp.ui.keybinds import shortcut_text
 
 DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu")
@@ -53,6 +53,7 @@ class ControlState:
     undo_label: str | None = None
     redo_label: str | None = None
     image_text: str = "no image"
+    spacing_text: str = "—"
     can_go_back: bool = False
     can_go_on: bool = False
 
@@ -112,6 +113,13 @@ class ControlPanel(QWidget):
         grid.addWidget(QLabel("Annotations:"), 2, 0)
         grid.addWidget(self.folder_label, 2, 1)
         grid.addWidget(folder_button, 2, 2)
+        self.spacing_label = _wrapping_label("—")
+        self.spacing_label.setToolTip(
+            "The pixel spacing (mm per pixel) and the DICOM element it came from; without one "
+            "the angles are measured in pixels"
+        )
+        grid.addWidget(QLabel("Spacing:"), 3, 0)
+        grid.addWidget(self.spacing_label, 3, 1, 1, 2)
         layout.addWidget(image_box)
 
         detect_box = QGroupBox("Landmarks")
@@ -193,19 +201,16 @@ class ControlPanel(QWidget):
             self.finetune,
         )
         self.cancel_button = _button("Cancel", "Stop fine-tuning", self.cancel_finetune)
-        self.epochs_spin = QSpinBox()
-        self.epochs_spin.setRange(0, 500)
-        self.epochs_spin.setSpecialValueText("auto epochs")
-        self.epochs_spin.setSuffix(" epochs")
+        self.finetune_form = make_finetune_form()  # magicgui: the fine-tune options
         self.finetune_bar = QProgressBar()
         self.finetune_bar.setTextVisible(True)
         self.finetune_bar.hide()
         self.finetune_label = _wrapping_label()
-        grid.addWidget(self.finetune_button, 0, 0)
-        grid.addWidget(self.epochs_spin, 0, 1)
-        grid.addWidget(self.cancel_button, 0, 2)
-        grid.addWidget(self.finetune_bar, 1, 0, 1, 3)
-        grid.addWidget(self.finetune_label, 2, 0, 1, 3)
+        grid.addWidget(self.finetune_form.native, 0, 0, 1, 2)
+        grid.addWidget(self.finetune_button, 1, 0)
+        grid.addWidget(self.cancel_button, 1, 1)
+        grid.addWidget(self.finetune_bar, 2, 0, 1, 2)
+        grid.addWidget(self.finetune_label, 3, 0, 1, 2)
         layout.addWidget(tune_box)
 
         export_row = QHBoxLayout()
@@ -224,6 +229,13 @@ class ControlPanel(QWidget):
             )
         )
         layout.addLayout(export_row)
+        self.markups_button = _button(
+            "Export Slicer markups…",
+            "3D Slicer markups of all annotated images of the folder, one <film>.mrk.json each "
+            "(landmarks, Cobb lines and angles in LPS mm), into a folder you choose",
+            self._choose_markups_folder,
+        )
+        layout.addWidget(self.markups_button)
 
         self.status = _wrapping_label("Open a radiograph, then Detect landmarks.")
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -256,6 +268,11 @@ class ControlPanel(QWidget):
         if path:
             self.export_cobb_report(path)
 
+    def _choose_markups_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the 3D Slicer markups")
+        if folder:
+            self.export_markups(folder)
+
     def _say(self, text: str, level: str = "info") -> None:
         """Show a message in the status line; warnings and errors also as napari notifications."""
         self.status.setText(text)
@@ -284,6 +301,7 @@ class ControlPanel(QWidget):
         self.previous_button.setEnabled(state.can_go_back)
         self.next_button.setEnabled(state.can_go_on)
         self.image_label.setText(state.image_text)
+        self.spacing_label.setText(state.spacing_text)
         self.finetune_button.setEnabled(not state.finetuning)
         self.cancel_button.setEnabled(state.finetuning)
         for control in (self.model_combo, self.add_button, self.rollback_button):
@@ -295,6 +313,15 @@ class ControlPanel(QWidget):
             self.angles_label.setText(angles_html(result))
         else:
             self.angles_label.setText(html.escape(note or "—"))
+
+
+def spacing_text(spacing: tuple[float, float] | None, source: str | None) -> str:
+    """The dock's spacing line: "0.143 × 0.143 mm/pixel (PixelSpacing)", or that there is
+    none."""
+    if not spacing:
+        return "none: angles in pixels"
+    where = f" ({source})" if source else ""
+    return f"{spacing[0]:.4g} × {spacing[1]:.4g} mm/pixel{where}"
 
 
 def breakable(text: str) -> str:

@@ -41,7 +41,7 @@ from napari_nfdp.ui.jobs import (
 )
 from napari_nfdp.ui.keybinds import bind_shortcuts
 from napari_nfdp.ui.layers import landmark_features
-from napari_nfdp.ui.panel import ControlState
+from napari_nfdp.ui.panel import ControlState, spacing_text
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -149,6 +149,8 @@ class NFDPWidget(FileActions):
             self._device(),
             data,
             film.spacing,
+            on_error=partial(self._worker_failed, "Detection"),
+            activity=f"Detecting landmarks on {film.name}",
         )
         worker.returned.connect(partial(self._on_detected, film))
         worker.finished.connect(self._on_detect_finished)
@@ -199,8 +201,7 @@ class NFDPWidget(FileActions):
             for emitter, name in self._hooks():
                 emitter.disconnect(getattr(self, name))
             self.autosaver.flush()
-        if self._job is not None:
-            self._job.cancel()
+        self._stop_finetune()
 
     @property
     def _closed(self) -> bool:
@@ -235,6 +236,7 @@ class NFDPWidget(FileActions):
             tuple(int(n) for n in view.pixels.shape[:2]),
             path,
             tuple(spacing) if spacing else None,
+            meta.get("spacing_source"),
         )
         if restored is not None and restored.message:
             self._say(restored.message, restored.level)
@@ -301,6 +303,7 @@ class NFDPWidget(FileActions):
                 undo_label=history.undo_label if history else None,
                 redo_label=history.redo_label if history else None,
                 image_text=f"{film.name}{where}",
+                spacing_text=spacing_text(film.spacing, film.spacing_source),
                 can_go_back=len(files) > 1 and index > 0,
                 can_go_on=len(files) > 1 and index < len(files) - 1,
             )
@@ -325,6 +328,11 @@ class NFDPWidget(FileActions):
         calls, self._pending = self._pending, []
         for call in calls:
             call()
+
+    def _worker_failed(self, what: str, text: str) -> None:
+        """An error a background job did not expect: in the dock and as a notification."""
+        if not self._closed:
+            self._say(f"{what} failed: {text}", "error")
 
     def _on_layer_removed(self, event: Any) -> None:
         layer = event.value
@@ -384,7 +392,13 @@ class NFDPWidget(FileActions):
         if self._open_worker is not None:
             self._say("Still opening the previous image…")
             return None
-        worker = start_worker(read_image_layer, path, files, index)
+        worker = start_worker(
+            read_image_layer,
+            path,
+            files,
+            index,
+            on_error=partial(self._worker_failed, f"Opening {path.name}"),
+        )
         worker.returned.connect(partial(self._on_opened, into))
         worker.finished.connect(self._on_open_finished)
         self._open_worker = worker

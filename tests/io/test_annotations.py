@@ -14,6 +14,7 @@ from napari_nfdp.io.annotations import (
     annotation_to_dict,
     export_landmarks_csv,
     read_annotation,
+    read_landmarks_csv,
     sidecar_path,
     write_annotation,
 )
@@ -158,3 +159,35 @@ def test_read_only_sidecar_is_not_replaced(tmp_path):
     with pytest.raises(ReadOnlyFileError, match="read-only"):
         write_annotation(path, _annotation())
     assert path.read_bytes() == before
+
+
+def test_landmark_table_reads_back_what_export_wrote(tmp_path):
+    ann = _annotation()
+    other = _annotation()
+    other.image_name, other.spacing, other.sigma, other.model = "other.png", None, None, None
+    path = export_landmarks_csv(tmp_path / "landmarks.nfdp.csv", [ann, other])
+    back, back_other = read_landmarks_csv(path)
+    assert back.image_name == "film.png" and back_other.image_name == "other.png"
+    np.testing.assert_allclose(back.points, ann.points, atol=1e-3)  # NaN: not visible
+    np.testing.assert_allclose(back.sigma, ann.sigma)
+    assert back.landmark_names == ann.landmark_names and back.source == ann.source
+    assert back.spacing == pytest.approx(ann.spacing, rel=1e-3) and back.model == "spine-v1"
+    assert back.image_shape == (43, 54)  # the extent of the points: no size in a table
+    assert back_other.spacing is None and back_other.sigma is None and back_other.model is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b\n1,2\n", "not a landmark table"),
+        ("image,landmark,row,col\nf.png,P1,x,2\n", "must be numbers"),
+        ("image,landmark,row,col,source\nf.png,P1,1,2,robot\n", "unknown point source"),
+        ("image,landmark,row,col\nf.png,P1,inf,2\n", "infinite"),
+    ],
+)
+def test_bad_landmark_tables_raise_value_error_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "bad.nfdp.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as info:
+        read_landmarks_csv(path)
+    assert str(info.value).startswith("bad.nfdp.csv: ")

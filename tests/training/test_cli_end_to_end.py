@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from napari_nfdp import Localizer
 from napari_nfdp.core.checkpoint import load_checkpoint
@@ -14,6 +15,7 @@ from training.datasets import open_dataset
 from training.events import Baseline, Done, EpochDone
 from training.finetune import finetune
 from training.loop import TrainingCancelled
+from training.plot import LOSS_COLOUR, VAL_COLOUR
 
 TINY = ["--input-size", "64", "32", "--max-side", "256", "--batch-size", "2"]
 
@@ -44,6 +46,45 @@ def test_fit_writes_a_self_describing_checkpoint(trained):
     assert np.isfinite(ckpt.metrics["val_mre_pct"])
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2
+
+
+def test_a_run_repeats_from_its_config(trained, tmp_path, capsys):
+    data, run = trained
+    first = json.loads((run / "config.json").read_text())
+    again = tmp_path / "again"
+    args = ["fit", "--config", str(run / "config.json"), "--out", str(again)]
+    assert training_main([*args, "--epochs", "1", "--seed", "3", "--progress"]) == 0
+    second = json.loads((again / "config.json").read_text())
+    assert second["train"] == {**first["train"], "epochs": 1, "seed": 3}  # flags override
+    assert second["train"]["input_size"] == [64, 32] and second["train"]["batch_size"] == 2
+    kept = ("source", "val_data", "val_fraction", "limit", "max_side", "backbone_weights")
+    assert {k: second["data"][k] for k in kept} == {k: first["data"][k] for k in kept}
+    assert second["data"]["source"] == str(data) and second["data"]["max_side"] == 256
+    assert len((again / "log.jsonl").read_text().splitlines()) == 1
+    captured = capsys.readouterr()
+    assert "epoch 1/1" in captured.err  # the progress bar, asked for off a terminal
+    assert captured.out.count("best checkpoint:") == 1 and "epoch    1/1" in captured.out
+
+
+def test_config_must_be_a_run_config(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"run_id": "x"}))
+    with pytest.raises(SystemExit):
+        training_main(["fit", "--config", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert "no 'train' settings" in capsys.readouterr().err
+
+
+def test_plot_draws_the_curves_of_a_run(trained, tmp_path):
+    _, run = trained
+    assert training_main(["plot", str(run)]) == 0
+    with Image.open(run / "curves.png") as picture:
+        assert picture.format == "PNG" and picture.size == (1000, 700)
+        pixels = np.asarray(picture.convert("RGB")).astype(int)
+    for colour in (LOSS_COLOUR, VAL_COLOUR):  # the loss and the validation curve
+        assert (np.abs(pixels - colour).sum(axis=2) < 30).sum() > 50
+    out = tmp_path / "small.png"
+    assert training_main(["plot", str(run), "--out", str(out), "--size", "400", "300"]) == 0
+    with Image.open(out) as picture:
+        assert picture.size == (400, 300)
 
 
 def test_fit_can_start_from_a_checkpoint(trained, tmp_path):

@@ -28,7 +28,7 @@ def corrected(widget, tmp_path, qtbot):
     folder = tmp_path / "corrected"
     write_corrections(write_spine_folder(folder))
     open_and_wait(qtbot, widget, folder)
-    widget.epochs_spin.setValue(1)
+    widget.finetune_form.epochs.value = 1
     return widget, folder
 
 
@@ -104,7 +104,7 @@ def test_finetune_that_got_worse_keeps_the_old_model(corrected, monkeypatch, qtb
 
 def test_cancel_stops_a_running_finetune(corrected, monkeypatch, qtbot):
     widget, _ = corrected
-    widget.epochs_spin.setValue(200)
+    widget.finetune_form.epochs.value = 200
     events = _record_progress(widget, monkeypatch)
     widget.finetune()
     qtbot.waitUntil(lambda: any(isinstance(e, Step) for e in events), timeout=WAIT_MS)
@@ -146,7 +146,7 @@ def test_finetune_uses_only_human_corrections_and_skips_bad_sidecars(
     )
     sidecar_path(films[4]).write_text('{"a":' * 5000)
     open_and_wait(qtbot, widget, folder)
-    widget.epochs_spin.setValue(1)
+    widget.finetune_form.epochs.value = 1
     _force_validation(monkeypatch, -0.5)
     _, outcomes = _run(qtbot, widget, monkeypatch)
     assert outcomes[0].status == "published", outcomes[0].message

@@ -278,26 +278,6 @@ def test_write_points_without_features(tmp_path):
     ]
 
 
-def test_viewer_saves_points_through_the_writer(make_napari_viewer, tmp_path):
-    viewer = make_napari_viewer()
-    points = np.array([[12.0, 7.0], [40.0, 9.5]])
-    viewer.add_points(
-        points,
-        name="landmarks",
-        features={"vertebra": ["L5", "L5"], "corner": ["top-left", "top-right"]},
-        metadata={"path": "/data/film.png"},
-    )
-    out = tmp_path / "saved.csv"
-    written = viewer.layers.save(str(out), plugin="napari-nfdp")
-    assert written == [str(out)]
-    rows = _rows(out)
-    assert [(r["image"], r["landmark"]) for r in rows] == [
-        ("film.png", "L5-top-left"),
-        ("film.png", "L5-top-right"),
-    ]
-    np.testing.assert_allclose([[float(r["row"]), float(r["col"])] for r in rows], points)
-
-
 def test_manifest_is_valid_and_names_these_functions():
     manifest = PluginManifest.from_file(MANIFEST)
     assert manifest.name == "napari-nfdp"
