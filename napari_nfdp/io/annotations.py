@@ -221,6 +221,21 @@ def write_annotation(path: str | Path, ann: Annotation) -> Path:
     )
 
 
+def read_json(path: str | Path, what: str) -> Any:
+    """A small JSON file's content; a file too large or not JSON raises ValueError naming it
+    as ``what`` (FileNotFoundError when there is no file)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            raise ValueError(f"it is larger than {MAX_SIDECAR_BYTES // 1_000_000} MB")
+        with path.open(encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{path.name}: not a readable {what} ({_brief(exc)})") from exc
+
+
 def read_annotation(path: str | Path) -> Annotation:
     """Read and validate a sidecar; whatever is wrong with it raises ValueError naming it.
 
@@ -228,15 +243,7 @@ def read_annotation(path: str | Path) -> Annotation:
     outside the image are all "not readable", never another exception type.
     """
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_SIDECAR_BYTES:
-            raise ValueError(f"it is larger than {MAX_SIDECAR_BYTES // 1_000_000} MB")
-        with path.open(encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ValueError(f"{path.name}: not a readable annotation file ({_brief(exc)})") from exc
+    data = read_json(path, "annotation file")
     try:
         return annotation_from_dict(data)
     except (ValueError, TypeError, OverflowError, RecursionError, AttributeError) as exc:

@@ -36,7 +36,7 @@ from napari_nfdp.core.atomic import atomic_write
 from napari_nfdp.core.cobb import CobbResult, Curve
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES, SPINE_VERTEBRAE
 from napari_nfdp.core.session import HUMAN, MODEL
-from napari_nfdp.io.annotations import FAR_OUTSIDE, MAX_SIDECAR_BYTES, Annotation
+from napari_nfdp.io.annotations import FAR_OUTSIDE, Annotation, read_json
 from napari_nfdp.io.overlay import CURVE_COLOURS
 
 logger = logging.getLogger(__name__)
@@ -394,15 +394,7 @@ def read_markups(
     Anything wrong with the file raises ValueError naming it (FileNotFoundError if missing).
     """
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_SIDECAR_BYTES:
-            raise ValueError(f"it is larger than {MAX_SIDECAR_BYTES // 1_000_000} MB")
-        with path.open(encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ValueError(f"{path.name}: not a readable markups file ({exc})") from exc
+    data = read_json(path, "markups file")
     try:
         return _landmarks(data, names, frame)
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:

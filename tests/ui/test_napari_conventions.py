@@ -22,6 +22,7 @@ from tests.ui.conftest import (
     write_corrections,
     write_spine_folder,
 )
+from tests.ui.test_finetune import _record_progress
 from training.events import Started, Step
 
 MANIFEST = Path(napari_nfdp.__file__).parent / "napari.yaml"
@@ -79,14 +80,7 @@ def test_finetune_shows_its_steps_in_the_activity_dock_and_cancel_there_stops_it
     write_corrections(write_spine_folder(folder))
     open_and_wait(qtbot, widget, folder)
     widget.finetune_form.epochs.value = 200
-    events: list[object] = []
-    shown = widget._on_finetune_progress
-
-    def record(event: object) -> None:
-        events.append(event)
-        shown(event)
-
-    monkeypatch.setattr(widget, "_on_finetune_progress", record)
+    events = _record_progress(widget, monkeypatch)
     before = set(open_progress_bars())
     assert widget.finetune() is not None
     (bar,) = _new_bars(before)
