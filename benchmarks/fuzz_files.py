@@ -34,7 +34,7 @@ DICOM_SEEDS = (
     "image_dfl.dcm",  # deflated explicit VR little endian
     "MR_small_RLE.dcm",  # RLE lossless
     "SC_rgb.dcm",  # RGB, uncompressed
-    "JPEG-lossy.dcm",  # JPEG extended (no decoder installed here: refused)
+    "JPEG-lossy.dcm",  # 12-bit JPEG extended (decoded through python-gdcm)
     "SC_jpeg_no_color_transform.dcm",  # JPEG baseline
 )
 OUTCOMES = (
