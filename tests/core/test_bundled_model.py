@@ -39,3 +39,27 @@ def test_bundled_model_finds_the_spine_of_held_out_samples():
     assert len(errors) == 2
     # mean error in % of image height; an untrained network is off by ~24 % on these films
     assert 100 * np.mean(errors) < 5.0, errors
+
+
+def test_bundled_model_knows_the_field_of_view_of_a_chest_film():
+    """A chest film cut below L2: the vertebrae on the film are found, those below it are
+    said to be off the film, and the film is not mistaken for one without a spine."""
+    from napari_nfdp.core.detection import detect
+
+    path = SAMPLES / "spine_projected_02_chest.png"
+    image, _ = read_image(path)
+    truth = np.loadtxt(path.with_name(path.stem + "_truth.csv"), delimiter=",")
+    points, on = truth[:, :2], truth[:, 2].astype(bool)
+    result = detect(Localizer.load(device="cpu"), image)
+    assert result.status == "ok", result.doubt
+    pred = result.prediction
+    error = np.linalg.norm(pred.landmarks - points, axis=1)
+    assert 100 * error[on].mean() / image.shape[0] < 5.0  # the old model: 11 % on such films
+    assert (pred.visible == on).mean() > 0.9
+    assert not pred.visible[~on].any() or (~pred.visible[~on]).mean() > 0.8
+
+
+def test_bundled_model_stores_its_usual_sigma_in_vertebra_heights():
+    metrics = load_checkpoint(DEFAULT_MODEL_PATH).metrics
+    assert 0 < metrics["val_sigma_vertebrae"] < 100
+    assert metrics["calibration_images"] >= 50
