@@ -125,7 +125,8 @@ def detect(
 ) -> Detection:
     """Landmarks, plausibility and Cobb angles of one film; never raises for bad input.
 
-    ``spacing`` (row, col) mm per pixel makes the angles physical when the film has it.
+    ``spacing`` (row, col) mm per pixel makes the angles physical when the film has it. The
+    angles are measured on the landmarks the model places on the film, as the dock does.
     """
     start = time.perf_counter()
     image = np.asarray(image)
@@ -149,9 +150,8 @@ def detect(
     doubt = plausibility_warning(prediction, shape)
     cobb, note = None, None
     if doubt is None:
-        cobb, note = measure_cobb(
-            prediction.landmarks, prediction.landmark_names, shape[0], spacing
-        )
+        on_film = np.where(prediction.visible[:, None], prediction.landmarks, np.nan)
+        cobb, note = measure_cobb(on_film, prediction.landmark_names, shape[0], spacing)
     return Detection(
         shape,
         prediction=prediction,

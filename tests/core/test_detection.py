@@ -114,3 +114,25 @@ def test_usual_sigma_follows_the_size_of_the_vertebrae():
     # checkpoints from before the per-vertebra figure: percent of the image height
     assert usual_sigma_px({"val_sigma_pct": 2.0}, spine, SPINE_LANDMARK_NAMES, 1000) == 20.0
     assert usual_sigma_px({}, spine, SPINE_LANDMARK_NAMES, 1000) is None
+
+
+def test_angles_leave_out_the_vertebrae_below_the_film(localizer):
+    """A chest film cut below L2: detect (the CLI's path) measures only what is on the film,
+    as the dock does, so the CSV and the dock agree and L3-L5 guesses never make an angle."""
+    from pathlib import Path
+
+    from napari_nfdp.io.images import read_image
+
+    path = Path(__file__).resolve().parents[2] / "sample_data" / "spine_projected_02_chest.png"
+    image, _ = read_image(path)
+    result = detect(localizer, image)
+    pred = result.prediction
+    assert result.status == "ok" and not pred.visible.all()
+    on_film = np.where(pred.visible[:, None], pred.landmarks, np.nan)
+    expected, _ = measure_cobb(on_film, pred.landmark_names, image.shape[0])
+    everything, _ = measure_cobb(pred.landmarks, pred.landmark_names, image.shape[0])
+    assert result.cobb.left_out == expected.left_out and result.cobb.left_out
+    assert [result.cobb.describe(n) for n in ("PT", "MT", "TL")] == [
+        expected.describe(n) for n in ("PT", "MT", "TL")
+    ]
+    assert not everything.left_out  # measuring every point would have used the guesses
