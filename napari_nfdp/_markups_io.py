@@ -9,15 +9,15 @@ image the points belong to is known). The format itself is :mod:`napari_nfdp.io.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_nfdp.core.schema import generic_landmark_names
-from napari_nfdp.core.session import HUMAN, LandmarkSession
-from napari_nfdp.io.annotations import SOURCES
+from napari_nfdp._reader import LayerData, ReaderFunction
+from napari_nfdp._writer import layer_landmarks
+from napari_nfdp.core.session import LandmarkSession
 from napari_nfdp.io.markups import (
     MARKUPS_SUFFIX,
     FilmFrame,
@@ -28,9 +28,6 @@ from napari_nfdp.io.markups import (
 )
 
 logger = logging.getLogger(__name__)
-
-LayerData = tuple[np.ndarray, dict[str, Any], str]
-ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
 
 
 def get_markups_reader(path: str | Sequence[str]) -> ReaderFunction | None:
@@ -84,44 +81,26 @@ def read_markups_layers(path: str | Sequence[str]) -> list[LayerData]:
 def write_markups_layer(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
     """Write a Points layer as a ``.mrk.json``; returns the written path.
 
-    Landmark names come from the ``name`` feature (else P01, P02, ...), sources from
-    ``source`` (else "human"), hidden points from ``visible``. The film's frame and size come
+    Names, sources and hidden points are read as the landmark table's writer reads them
+    (:func:`napari_nfdp._writer.layer_landmarks`). The film's frame and size come
     from the image layer the points belong to in the current viewer (a dock landmark layer),
     else from the layer's metadata (a layer read from markups, or the film's file), else from
     its scale; the Cobb lines and angles are written when the film's size is known.
     """
-    points = np.asarray(data, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] < 2:
-        raise ValueError(f"expected points of shape (N, 2), got {points.shape}")
-    points = points[:, -2:].copy()
-    n = len(points)
-    if n == 0:
+    points, names, sources = layer_landmarks(data, meta)
+    if len(points) == 0:
         raise ValueError("the layer has no points to write")
-    features = meta.get("features")
-    names = _strings(features, "name", n) or list(generic_landmark_names(n))
-    sources = [s if s in SOURCES else HUMAN for s in _strings(features, "source", n) or []]
-    visible = _strings(features, "visible", n)
-    if visible is not None:
-        points[[v.lower() in ("false", "0") for v in visible]] = np.nan
     metadata = dict(meta.get("metadata") or {})
     frame, image_name, shape = _film_of(metadata, meta)
     landmarks = MarkupsLandmarks(
         tuple(names),
         points,
-        sources or [HUMAN] * n,
+        sources,
         frame,
         image_name or str(meta.get("name", "")),
         shape,
     )
     return [str(write_markups(path, landmarks))]
-
-
-def _strings(features: Any, column: str, n: int) -> list[str] | None:
-    """A feature column of ``n`` values as strings (a DataFrame or a dict of sequences)."""
-    if features is None or column not in features:
-        return None
-    values = [str(v) for v in features[column]]
-    return values if len(values) == n else None
 
 
 def _film_of(

@@ -44,15 +44,11 @@ def _spacing(meta: Mapping[str, Any]) -> tuple[float, float] | None:
     return None
 
 
-def write_points(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
-    """Write the points of a layer as landmark rows; returns the written path.
-
-    Landmark names come from the ``name`` feature (else "<vertebra>-<corner>" from those
-    features, else P01, P02, ...), sources from the ``source`` feature (else "human"); a point
-    whose ``visible`` feature is False is written as not visible (no position), as the dock
-    saves it. Coordinates are the layer's (row, col) data coordinates: image pixels for the
-    dock's layers; the mm columns are filled when the layer is scaled in millimetres.
-    """
+def layer_landmarks(data: Any, meta: Mapping[str, Any]) -> tuple[np.ndarray, list[str], list[str]]:
+    """The landmarks of a Points layer as napari hands it to a writer: (N, 2) (row, col)
+    points with NaN where the ``visible`` feature is False (bools, or their text when the
+    features came from a file), names from the ``name`` feature (else "<vertebra>-<corner>",
+    else P01, P02, ...), sources from ``source`` (else "human")."""
     points = np.asarray(data, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] < 2:
         raise ValueError(f"expected points of shape (N, 2), got {points.shape}")
@@ -69,12 +65,25 @@ def write_points(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
     sources = [str(s) for s in _column(features, "source", n) or ["human"] * n]
     sources = [s if s in SOURCES else "human" for s in sources]
     visible = _column(features, "visible", n)
-    if visible is not None:  # bools, or their text when the features came from a file
+    if visible is not None:
         points[[str(v).strip().lower() in ("false", "0", "") for v in visible]] = np.nan
+    return points, [str(name) for name in names], sources
+
+
+def write_points(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
+    """Write the points of a layer as landmark rows; returns the written path.
+
+    Landmark names come from the ``name`` feature (else "<vertebra>-<corner>" from those
+    features, else P01, P02, ...), sources from the ``source`` feature (else "human"); a point
+    whose ``visible`` feature is False is written as not visible (no position), as the dock
+    saves it. Coordinates are the layer's (row, col) data coordinates: image pixels for the
+    dock's layers; the mm columns are filled when the layer is scaled in millimetres.
+    """
+    points, names, sources = layer_landmarks(data, meta)
     annotation = Annotation(
         image_name=_image_name(meta),
         image_shape=(1, 1),  # not part of the table
-        landmark_names=tuple(str(name) for name in names),
+        landmark_names=tuple(names),
         points=points,
         source=sources,
         spacing=_spacing(meta),
