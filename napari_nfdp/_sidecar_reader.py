@@ -14,12 +14,11 @@ landmark layer opened with a film becomes the dock's editable layer for that fil
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from napari_nfdp._reader import LayerData, ReaderFunction
 from napari_nfdp.io.annotations import (
     SIDECAR_SUFFIX,
     TABLE_SUFFIX,
@@ -29,8 +28,6 @@ from napari_nfdp.io.annotations import (
     session_from_annotation,
 )
 
-LayerData = tuple[np.ndarray, dict[str, Any], str]
-ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
 logger = logging.getLogger(__name__)
 
 

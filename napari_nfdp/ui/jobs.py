@@ -23,11 +23,11 @@ from napari_nfdp.core.messages import describe_error
 from training.events import FinetuneResult
 
 if TYPE_CHECKING:
+    from napari_nfdp._reader import LayerData
     from napari_nfdp.core.detection import Detection
     from napari_nfdp.core.localizer import Localizer
     from napari_nfdp.core.registry import ModelRegistry, ModelVersion
 
-LayerData = tuple[np.ndarray, dict[str, Any], str]
 logger = logging.getLogger(__name__)
 
 
