@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from napari_nfdp.core.atomic import atomic_write
 from napari_nfdp.core.checkpoint import save_checkpoint
-from napari_nfdp.core.localizer import resolve_device
+from napari_nfdp.core.localizer import resolve_device, vertebra_height
 from napari_nfdp.core.network import LandmarkNet, ModelConfig
 from napari_nfdp.core.preprocess import fit_matrix
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
@@ -274,16 +274,16 @@ def validate(
         count += int(vis.sum())
         sigma_px = (sigma.float() * size).mean(dim=-1)
         sigmas.append((sigma_px / pct)[vis > 0])
-        if spine:
-            corners = (mu.float() * size).reshape(len(images), -1, 4, 2)
-            edges = torch.linalg.norm(corners[:, :, 2:] - corners[:, :, :2], dim=-1)
-            heights = edges.mean(dim=-1).median(dim=-1).values.clamp_min(1e-6)
-            per_vertebra.append((sigma_px / heights[:, None])[vis > 0])
+        if spine:  # the film's vertebra height as the localizer measures it, in input pixels
+            points = (mu.float() * size).cpu().numpy()
+            heights = [vertebra_height(p, SPINE_LANDMARK_NAMES) or math.nan for p in points]
+            heights_t = torch.tensor(heights, dtype=torch.float32, device=device)[:, None]
+            per_vertebra.append((sigma_px / heights_t)[vis > 0])  # NaN: no height, skipped
         start += len(images)
     net.train(was_training)
     if not count:
         return Validation(float("nan"), float("nan"))
-    vertebrae = float(torch.cat(per_vertebra).median()) if per_vertebra else float("nan")
+    vertebrae = float(torch.cat(per_vertebra).nanmedian()) if per_vertebra else float("nan")
     return Validation(total / count, float(torch.cat(sigmas).median()), vertebrae)
 
 
