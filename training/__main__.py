@@ -13,6 +13,7 @@ from pathlib import Path
 from napari_nfdp.cli_help import HelpFormatter, add_version_option
 from training.augment import AugmentConfig
 from training.console import ConsoleProgress
+from training.synth import STYLES
 
 DEFAULT_EPOCHS = 100
 
@@ -152,8 +153,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_synth(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from napari_nfdp.simulator import simulate_projected, synthesize_spine
     from training.datasets import write_aasce
+    from training.synth import synth_films
 
     seeds = range(args.seed, args.seed + args.n)
     if args.preview:
@@ -162,21 +163,9 @@ def _cmd_synth(args: argparse.Namespace) -> None:
         out = preview(seeds, args.preview)
         print(json.dumps({"preview": str(out), "films": args.n}))
         return
-
-    def case(seed: int):
-        projected = args.style == "projected" or (args.style == "mixed" and seed % 2 == 1)
-        if projected:  # stored as a reader shows it: bone bright
-            film = simulate_projected(seed, photometric="MONOCHROME2")
-            return film.image, film.landmarks
-        flat = synthesize_spine(seed)
-        return flat.image, flat.landmarks
-
-    def cases():
-        for seed in tqdm(seeds, desc="synth", disable=not sys.stderr.isatty()):
-            image, landmarks = case(seed)
-            yield f"synth-{seed:06d}", image, landmarks
-
-    paths = write_aasce(args.out, args.split, cases(), ext=args.ext)
+    films = synth_films(seeds, args.style, workers=args.workers)
+    films = tqdm(films, total=args.n, desc="synth", disable=not sys.stderr.isatty())
+    paths = write_aasce(args.out, args.split, films, ext=args.ext)
     print(json.dumps({"written": len(paths), "out": str(args.out), "split": args.split}))
 
 
@@ -440,7 +429,7 @@ def _add_synth_parser(sub) -> None:
     syn.add_argument("--ext", choices=("jpg", "png"), default="jpg", help="image file format")
     syn.add_argument(
         "--style",
-        choices=("flat", "projected", "mixed"),
+        choices=STYLES,
         default="flat",
         help="flat: the 2-D generator; projected: 3-D anatomy through a cone beam (random "
         "fields of view, landmarks off the film kept); mixed: both, alternating by seed",
@@ -451,6 +440,9 @@ def _add_synth_parser(sub) -> None:
         metavar="OUT.png",
         help="write a contact sheet of --n projected films with their landmarks instead "
         "(default: write the dataset)",
+    )
+    syn.add_argument(
+        "--workers", type=int, default=1, help="processes making films (the order is kept)"
     )
     syn.set_defaults(func=_cmd_synth)
 

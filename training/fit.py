@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,9 +32,15 @@ def split_validation(sources: Sequence[T], fraction: float, seed: int) -> tuple[
     )
 
 
-def load_samples(sources: Sequence[SampleSource], max_side: int | None) -> list[Sample]:
-    """Read every source into memory, reduced so its long side is at most ``max_side``."""
-    return [source.load(max_side=max_side) for source in sources]
+def load_samples(
+    sources: Sequence[SampleSource], max_side: int | None, workers: int = 1
+) -> list[Sample]:
+    """Read every source into memory, reduced so its long side is at most ``max_side``,
+    by ``workers`` threads (image decoding and resizing release the GIL)."""
+    if workers <= 1:
+        return [source.load(max_side=max_side) for source in sources]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda source: source.load(max_side=max_side), sources))
 
 
 def fit(
@@ -75,8 +82,8 @@ def fit(
             sources, val_sources = split_validation(sources, val_fraction, cfg.seed)
     if not sources:
         raise ValueError(f"no training images found in {data}")
-    train_samples = load_samples(sources, max_side)
-    val_samples = load_samples(val_sources, max_side)
+    train_samples = load_samples(sources, max_side, cfg.num_workers)
+    val_samples = load_samples(val_sources, max_side, cfg.num_workers)
     k = train_samples[0].landmarks.shape[0]
     summary = {  # with cfg, what ``fit --config`` needs to repeat the run (run_config.py)
         "source": str(data),
