@@ -13,6 +13,7 @@ from pathlib import Path
 from napari_nfdp.cli_help import HelpFormatter, add_version_option
 from training.augment import AugmentConfig
 from training.console import ConsoleProgress
+from training.refine_cli import add_refine_parser
 from training.synth import STYLES
 
 DEFAULT_EPOCHS = 100
@@ -464,6 +465,7 @@ def build_parser(fit_defaults: dict | None = None) -> argparse.ArgumentParser:
     _add_finetune_parser(sub)
     _add_evaluate_parser(sub)
     _add_synth_parser(sub)
+    add_refine_parser(sub, _parser)
 
     exp = _parser(sub, "export", "write a compact (fp16) copy of a checkpoint for bundling")
     exp.add_argument("--checkpoint", required=True, help="checkpoint to copy")

@@ -127,7 +127,9 @@ def _spine_flip_order() -> np.ndarray:
 _SPINE_FLIP = _spine_flip_order()
 
 
-def _photometric(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, px: float):
+def photometric(
+    image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, px: float
+) -> np.ndarray:
     """Random intensity changes of a normalised image; ``px`` = image pixels per input pixel."""
     if rng.random() < cfg.gamma_prob:
         gamma = math.exp(rng.uniform(-1.0, 1.0) * math.log(cfg.gamma_max))
@@ -194,7 +196,7 @@ def augment(
     small, factor = downsample_for(crop, input_size, fraction * zoom)
     small_to_input = matrix @ block_matrix(factor)
     px = 1.0 / math.sqrt(abs(np.linalg.det(small_to_input[:2, :2])))
-    image = _photometric(normalise_intensity(small), rng, cfg, px)
+    image = photometric(normalise_intensity(small), rng, cfg, px)
     inputs = warp(image, small_to_input, input_size)
 
     input_points = apply_affine(matrix, points)

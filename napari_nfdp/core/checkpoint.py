@@ -16,6 +16,7 @@ import napari_nfdp
 from napari_nfdp.core import preprocess
 from napari_nfdp.core.atomic import atomic_write
 from napari_nfdp.core.network import LandmarkNet, ModelConfig
+from napari_nfdp.core.refine import RefineNet, RefinerConfig
 
 FORMAT_TAG = "napari-nfdp-checkpoint"
 FORMAT_VERSION = 1
@@ -52,6 +53,15 @@ class Checkpoint:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    refiner: dict[str, Any] | None = None  # stage 2: {"config", "state", "flow_state"}
+
+    def build_refiner_net(self) -> RefineNet | None:
+        """The float32 stage-2 network in eval mode, or None for a single-stage checkpoint."""
+        if self.refiner is None:
+            return None
+        net = RefineNet(RefinerConfig.from_dict(self.refiner["config"]))
+        net.load_state_dict(self.refiner["state"], strict=True)
+        return net.float().eval()
 
     def build_model(self) -> LandmarkNet:
         """A float32 LandmarkNet with the stored weights, in eval mode."""
@@ -87,10 +97,12 @@ def save_checkpoint(
     training: dict | None = None,
     metrics: dict | None = None,
     half: bool = False,
+    refiner: dict | None = None,
 ) -> Path:
     """Write a checkpoint atomically (temporary file + rename); returns the path.
 
     ``half=True`` stores floating-point weights as float16 (loading gives float32 again).
+    ``refiner`` is the stage-2 part (:func:`refiner_part`), None for a single-stage model.
     """
     path = Path(path)
     names = tuple(str(name) for name in landmark_names)
@@ -98,18 +110,21 @@ def save_checkpoint(
         raise ValueError(
             f"{len(names)} landmark names for a model with {model.config.num_landmarks} landmarks"
         )
-    state = {}
-    for key, tensor in model.state_dict().items():
-        tensor = tensor.detach().to("cpu", copy=True)
-        state[key] = tensor.half() if half and tensor.is_floating_point() else tensor
     payload = {
         "format": FORMAT_TAG,
         "format_version": FORMAT_VERSION,
         "config": model.config.to_dict(),
         "landmark_names": list(names),
         "normalisation": normalisation_description(model.config),
-        "model_state": state,
+        "model_state": _stored(model.state_dict(), half),
         "flow_state": _plain(flow_state, "flow_state"),
+        "refiner": None
+        if refiner is None
+        else {
+            "config": _plain(refiner["config"], "refiner.config"),
+            "state": _stored(refiner["state"], half),
+            "flow_state": _plain(refiner.get("flow_state"), "refiner.flow_state"),
+        },
         "training": _plain(training or {}, "training"),
         "metrics": _plain(metrics or {}, "metrics"),
         "code_version": napari_nfdp.__version__,
@@ -118,6 +133,22 @@ def save_checkpoint(
     }
     atomic_write(path, lambda stream: torch.save(payload, stream))
     return path
+
+
+def _stored(state: Mapping[str, torch.Tensor], half: bool) -> dict[str, torch.Tensor]:
+    """CPU copies of a state dict's tensors, floating ones as float16 when ``half``."""
+    stored = {}
+    for key, tensor in state.items():
+        tensor = tensor.detach().to("cpu", copy=True)
+        stored[key] = tensor.half() if half and tensor.is_floating_point() else tensor
+    return stored
+
+
+def refiner_part(
+    net: torch.nn.Module, config: RefinerConfig, flow_state: dict | None = None
+) -> dict[str, Any]:
+    """The stage-2 part of a checkpoint (for ``save_checkpoint(refiner=...)``)."""
+    return {"config": config.to_dict(), "state": net.state_dict(), "flow_state": flow_state}
 
 
 def update_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
@@ -131,6 +162,7 @@ def update_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
         training=ckpt.training,
         metrics={**ckpt.metrics, **metrics},
         half=bool(ckpt.meta.get("half", False)),
+        refiner=ckpt.refiner,
     )
 
 
@@ -230,6 +262,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                 f"{path} has weights that are not finite numbers (NaN or infinity) in {where}; "
                 "it was not loaded"
             )
+    refiner = _load_refiner(path, payload.get("refiner"))
     meta_keys = ("normalisation", "code_version", "created", "half", "format_version")
     return Checkpoint(
         config=config,
@@ -239,4 +272,35 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         training=dict(payload.get("training") or {}),
         metrics=dict(payload.get("metrics") or {}),
         meta={key: payload.get(key) for key in meta_keys},
+        refiner=refiner,
     )
+
+
+def _load_refiner(path: Path, part: Any) -> dict[str, Any] | None:
+    """The validated stage-2 part of a checkpoint (float32 weights), None when absent."""
+    if part is None:
+        return None
+    if not isinstance(part, dict) or not isinstance(part.get("state"), dict):
+        raise CheckpointError(f"{path} has an invalid stage-2 (refiner) part")
+    try:
+        config = RefinerConfig.from_dict(part.get("config"))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path} has an invalid refiner config: {error}") from error
+    state = part["state"]
+    with torch.device("meta"):
+        expected = RefineNet(config).state_dict()
+    if set(state) != set(expected) or any(
+        not isinstance(state[k], torch.Tensor) or state[k].shape != v.shape
+        for k, v in expected.items()
+    ):
+        raise CheckpointError(f"{path}: the stage-2 weights do not fit its refiner config")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    flow_state = part.get("flow_state")
+    for name, item in (("refiner.state", state), ("refiner.flow_state", flow_state or {})):
+        where = _non_finite(item, name)
+        if where is not None:
+            raise CheckpointError(
+                f"{path} has weights that are not finite numbers (NaN or infinity) in {where}; "
+                "it was not loaded"
+            )
+    return {"config": config.to_dict(), "state": state, "flow_state": flow_state}

@@ -17,6 +17,7 @@ from napari_nfdp.core.checkpoint import (
 )
 from napari_nfdp.core.network import ModelConfig
 from napari_nfdp.core.preprocess import ImageError, apply_affine, prepare_input
+from napari_nfdp.core.refine import Refiner, RefinerConfig
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 
 
@@ -124,7 +125,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 class Localizer:
-    """A loaded model ready to predict; build it with :meth:`load`."""
+    """A loaded model ready to predict; build it with :meth:`load`.
+
+    ``refiner`` is stage 2 (:mod:`napari_nfdp.core.refine`) of a two-stage checkpoint, None for
+    a single-stage one; setting it to None runs stage 1 alone (for comparisons).
+    """
 
     def __init__(self, checkpoint: Checkpoint, device: torch.device) -> None:
         self.checkpoint = checkpoint
@@ -132,6 +137,11 @@ class Localizer:
         self.landmark_names: tuple[str, ...] = checkpoint.landmark_names
         self.device = device
         self.model = checkpoint.build_model().to(device)
+        refine_net = checkpoint.build_refiner_net()
+        self.refiner: Refiner | None = None
+        if refine_net is not None and checkpoint.refiner is not None:
+            config = RefinerConfig.from_dict(checkpoint.refiner["config"])
+            self.refiner = Refiner(config, refine_net, device)
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | None = None) -> Localizer:
@@ -187,19 +197,23 @@ class Localizer:
             mu_np = mu.double().cpu().numpy()
             sigma_np = sigma.double().cpu().numpy()
             predictions.extend(
-                self._to_image(m, s, fit, np.shape(image)[:2])
+                self._to_image(m, s, fit, image)
                 for m, s, (_, fit), image in zip(mu_np, sigma_np, prepared, chunk, strict=True)
             )
         return predictions
 
     def _to_image(
-        self, mu: np.ndarray, sigma: np.ndarray, fit: np.ndarray, shape: tuple[int, int]
+        self, mu: np.ndarray, sigma: np.ndarray, fit: np.ndarray, image: np.ndarray
     ) -> Prediction:
+        shape = np.shape(image)[:2]
         input_size = np.asarray(self.config.input_size, dtype=np.float64)
         input_points = (mu + 0.5) * input_size
         landmarks = apply_affine(np.linalg.inv(fit), input_points)
         scale = fit[0, 0]
         sigma_px = np.maximum(sigma, np.finfo(np.float32).tiny) * input_size / scale
+        if self.refiner is not None:
+            visible = on_film(landmarks, shape)
+            landmarks, sigma_px = self.refiner(image, landmarks, sigma_px, visible)
         usual = usual_sigma_px(self.checkpoint.metrics, landmarks, self.landmark_names, shape[0])
         ratio = float(np.median(sigma_px.mean(axis=1))) / usual if usual else float("nan")
         return Prediction(
