@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N images")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: best)")
+    parser.add_argument(
+        "--stage1-only", action="store_true", help="leave out a two-stage model's refinement"
+    )
     add_output_option(parser, "accuracy")
     return parser
 
@@ -117,7 +120,12 @@ def main() -> None:
     args = build_parser().parse_args()
     device = resolve_device(args.device)
     report = evaluate(
-        args.checkpoint, args.data, split=args.split, device=str(device), limit=args.limit
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        device=str(device),
+        limit=args.limit,
+        stage1_only=args.stage1_only,
     )
     summary = report["summary"]
     stats = _image_statistics(report["images"])

@@ -33,6 +33,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=12, help="films per field of view")
     parser.add_argument("--seed", type=int, default=3_100_000, help="first film seed")
     parser.add_argument("--speed-films", type=int, default=6, help="films timed for speed")
+    parser.add_argument(
+        "--stage1-only", action="store_true", help="leave out a two-stage model's refinement"
+    )
     args = parser.parse_args()
 
     from napari_nfdp.core.detection import detect
@@ -40,6 +43,8 @@ def main() -> None:
     from napari_nfdp.simulator import FIELDS, simulate_projected
 
     localizer = Localizer.load(args.checkpoint, device="cpu")
+    if args.stage1_only:
+        localizer.refiner = None
     rows = []
     for field in FIELDS:
         mre, upper, doubtful = [], [], 0
@@ -73,7 +78,11 @@ def main() -> None:
     speed = args.speed_films / (time.perf_counter() - start)
 
     log(provenance_markdown(provenance()))
-    log(f"model: {args.checkpoint or 'bundled'}; {args.n} films per field from seed {args.seed}")
+    stages = "two stages" if localizer.refiner is not None else "stage 1"
+    log(
+        f"model: {args.checkpoint or 'bundled'} ({stages}); {args.n} films per field from seed "
+        f"{args.seed}"
+    )
     headers = [
         "field", "MRE % median", "MRE % mean", "T1-L2 MRE % mean", "implausible",
         "off-film said off", "on-film said on", "sigma AUROC (>1 % off)",

@@ -46,6 +46,7 @@ from napari_nfdp.core.checkpoint import DEFAULT_MODEL_PATH, Checkpoint, save_che
 from napari_nfdp.core.localizer import Localizer, resolve_device
 from napari_nfdp.core.network import LandmarkNet, ModelConfig
 from napari_nfdp.core.preprocess import prepare_input
+from napari_nfdp.core.refine import refinable
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 from napari_nfdp.simulator import synthesize_spine
 from training.events import ProgressEvent, Started
@@ -121,6 +122,59 @@ def bench_amp_network(loc: Localizer, runs: int) -> dict[str, float]:
         seconds = statistics.median(_timed(forward, loc.device) for _ in range(runs))
         result[str(size)] = size / seconds
     return result
+
+
+def _gflops(module: torch.nn.Module, x: torch.Tensor) -> float:
+    """GFLOPs of one forward pass of ``module`` on ``x`` (torch's FLOP counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        module(x)
+    return counter.get_total_flops() / 1e9
+
+
+def bench_stages(loc: Localizer, film: np.ndarray, runs: int) -> dict[str, Any]:
+    """The paper's Table I columns per stage: parameters, GFLOPs and films/s of each network
+    on this film (stage 2: one patch per vertebra stage 1 places on it, in one batch), and the
+    whole stage-2 step (patch sampling + network + mapping back) in ms."""
+    device = loc.device
+    x = torch.randn(1, 1, *loc.config.input_size, device=device)
+    stages: dict[str, Any] = {"stage1": _stage(loc.model, x, runs, device)}
+    if loc.refiner is not None:
+        refiner, loc.refiner = loc.refiner, None
+        first = loc.predict(film)
+        loc.refiner = refiner
+        size = refiner.config.patch_size
+        vertebrae = int(refinable(first.visible).sum())
+        patches = torch.randn(vertebrae, 1, size, size, device=device)
+        stages["stage2"] = {
+            **_stage(refiner.net, patches, runs, device),
+            "patches": vertebrae,
+            "step": _stats(
+                [
+                    _timed(
+                        lambda: refiner(film, first.landmarks, first.sigma, first.visible), device
+                    )
+                    for _ in range(runs)
+                ]
+            ),
+        }
+    return stages
+
+
+def _stage(net: torch.nn.Module, x: torch.Tensor, runs: int, device: torch.device) -> dict:
+    @torch.inference_mode()
+    def forward() -> None:
+        net(x)
+
+    forward()
+    seconds = statistics.median(_timed(forward, device) for _ in range(runs))
+    return {
+        "params_m": sum(p.numel() for p in net.parameters()) / 1e6,
+        "gflops": _gflops(net, x),
+        "films_per_s": 1.0 / seconds,
+    }
 
 
 def bench_inference(
@@ -239,6 +293,7 @@ def bench_device(args: argparse.Namespace, device: torch.device, film: np.ndarra
     result["inference"] = bench_inference(
         loc, film, args.runs, args.warmup, args.batch_runs, args.batch_size
     )
+    result["stages"] = bench_stages(loc, film, args.runs)
     result["peak_rss_mib_after_inference"] = _peak_rss_mib()
     log(f"[{device}] training step")
     result["train_step"] = bench_train_step(loc.config, device, args.train_steps)
@@ -274,6 +329,9 @@ def _table(results: list[dict[str, Any]]) -> str:
         ["fine-tuning wall time, s (target <= 180 on 2 CPU cores)"],
         ["peak RSS after inference / training step / fine-tuning, MiB"],
         ["CUDA peak allocated, MiB"],
+        ["stage 1 network: params M / GFLOPs / films per s"],
+        ["stage 2 network (one patch per vertebra): params M / GFLOPs / films per s"],
+        ["stage 2 step (patches + network + map back), ms"],
     ]
     for r in results:
         inf = r["inference"]
@@ -293,10 +351,22 @@ def _table(results: list[dict[str, Any]]) -> str:
             f"{ft['seconds']:.1f} ({ft['images']} images, {ft['steps']} steps)" if ft else "n/a",
             " / ".join(fmt(v, 0) for v in rss),
             fmt(r.get("cuda_peak_allocated_mib"), 0),
+            *_stage_cells(r["stages"]),
         ]
         for row, cell in zip(rows, cells, strict=True):
             row.append(cell)
     return markdown_table(["measurement", *(r["device"] for r in results)], rows)
+
+
+def _stage_cells(stages: dict[str, Any]) -> list[str]:
+    def columns(stage: dict[str, Any] | None) -> str:
+        if stage is None:
+            return "n/a (single-stage model)"
+        return f"{stage['params_m']:.2f} / {stage['gflops']:.2f} / {stage['films_per_s']:.1f}"
+
+    second = stages.get("stage2")
+    step = _range(second["step"]) if second else "n/a"
+    return [columns(stages["stage1"]), columns(second), step]
 
 
 def build_parser() -> argparse.ArgumentParser:

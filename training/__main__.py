@@ -186,6 +186,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
         training=ckpt.training,
         metrics=metrics,
         half=not args.float32,
+        refiner=ckpt.refiner,
     )
     print(f"exported {args.checkpoint} -> {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
@@ -200,12 +201,17 @@ def _typical_sigma(ckpt, data: str, split: str) -> dict[str, float]:
 
     samples = load_samples(open_dataset(data, split), DEFAULT_MAX_SIDE)
     result = validate(ckpt.build_model().float(), samples, ckpt.config, torch.device("cpu"))
-    return {
+    metrics = {
         "calibration_mre_pct": result.mre_pct,
         "val_sigma_pct": result.sigma_pct,
         "val_sigma_vertebrae": result.sigma_vertebrae,
         "calibration_images": len(samples),
     }
+    if ckpt.refiner is not None:  # the final sigma and error are stage 2's
+        from training.refine import calibrate_two_stage
+
+        metrics.update(calibrate_two_stage(ckpt, samples))
+    return metrics
 
 
 def _cmd_plot(args: argparse.Namespace) -> None:

@@ -128,14 +128,18 @@ def evaluate(
     radii: Sequence[float] | None = None,
     device: str | None = None,
     limit: int | None = None,
+    stage1_only: bool = False,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` on ``split`` of ``data``; returns a summary and per-image rows.
+    ``stage1_only`` leaves out a two-stage model's refinement (for ablations).
 
     Errors are in pixels of the original images, in percent of the image height, and in mm
     where every image has a spacing. ``radii`` are the SDR radii in mm (default 2, 2.5, 3,
     4 mm); SDR in percent of image height (1 and 2 %) is always reported.
     """
     loc = Localizer.load(checkpoint, device=device)
+    if stage1_only:
+        loc.refiner = None
     sources = split_sources(data, split, limit)
     board = Scoreboard(radii_mm=tuple(radii) if radii else SDR_RADII_MM)
     rows = []

@@ -23,7 +23,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from napari_nfdp.core.checkpoint import Checkpoint, refiner_part, save_checkpoint
-from napari_nfdp.core.localizer import Localizer, on_film, resolve_device
+from napari_nfdp.core.localizer import (
+    REFINED_SIGMA_KEY,
+    Localizer,
+    Prediction,
+    on_film,
+    resolve_device,
+    vertebra_height,
+)
 from napari_nfdp.core.preprocess import apply_affine, normalise_intensity
 from napari_nfdp.core.refine import (
     CORNERS,
@@ -36,9 +43,12 @@ from napari_nfdp.core.refine import (
     standardise,
     vertebra_frames,
 )
+from napari_nfdp.core.schema import default_landmark_names
 from training.augment import AugmentConfig, photometric
 from training.datasets import Sample
+from training.events import StopFn
 from training.flow import RealNVP
+from training.loop import TrainingCancelled
 from training.losses import make_loss
 
 log = logging.getLogger(__name__)
@@ -120,6 +130,51 @@ class VertebraPatches(Dataset):
         )
 
 
+def refined_sigma_vertebrae(
+    found: Sequence[np.ndarray], sigma: Sequence[np.ndarray], visible: Sequence[np.ndarray]
+) -> float:
+    """Median final sigma (mean of the axes) of the refined points in vertebra heights of each
+    film's found spine: the model's usual stage-2 sigma (``REFINED_SIGMA_KEY``)."""
+    values = []
+    for points, scale, seen in zip(found, sigma, visible, strict=True):
+        height = vertebra_height(points, default_landmark_names(len(points)))
+        chosen = np.repeat(refinable(seen), CORNERS)
+        if height and chosen.any():
+            values.append(scale[chosen].mean(axis=1) / height)
+    return float(np.median(np.concatenate(values))) if values else math.nan
+
+
+def two_stage_validation(
+    refiner: Refiner, samples: Sequence[Sample], first: Sequence[Prediction]
+) -> tuple[float, float]:
+    """(MRE % of height, usual refined sigma in vertebra heights) of stage 2 applied to the
+    stage-1 predictions ``first`` of ``samples``."""
+    refined = [
+        refiner(sample.image, p.landmarks, p.sigma, p.visible)
+        for sample, p in zip(samples, first, strict=True)
+    ]
+    found = [points for points, _ in refined]
+    sigma = refined_sigma_vertebrae(
+        found, [scale for _, scale in refined], [p.visible for p in first]
+    )
+    return _mre_pct(samples, found), sigma
+
+
+def calibrate_two_stage(checkpoint: Checkpoint, samples: Sequence[Sample]) -> dict[str, float]:
+    """Two-stage calibration metrics of ``checkpoint`` on held-out ``samples`` (CPU)."""
+    localizer = Localizer(checkpoint, torch.device("cpu"))
+    refiner, localizer.refiner = localizer.refiner, None
+    if refiner is None:
+        raise ValueError("the checkpoint has no stage 2")
+    first = [localizer.predict(s.image) for s in samples]
+    mre, sigma = two_stage_validation(refiner, samples, first)
+    return {
+        "calibration_mre_pct": mre,
+        "stage1_calibration_mre_pct": _mre_pct(samples, [p.landmarks for p in first]),
+        REFINED_SIGMA_KEY: sigma,
+    }
+
+
 def _mre_pct(samples: Sequence[Sample], found: Sequence[np.ndarray]) -> float:
     """Mean landmark error over the film height, percent, on every known landmark."""
     errors = [
@@ -143,24 +198,38 @@ def train_refiner(
     workers: int = 0,
     seed: int = 0,
     device: str | None = None,
+    init: dict | None = None,
+    jitter: Jitter | None = None,
+    should_stop: StopFn | None = None,
 ) -> Path:
     """Train a refiner on top of ``base`` (stage 1) and write ``out/best.pt`` (both stages),
-    ``out/log.jsonl`` per epoch; return the best checkpoint's path."""
+    ``out/log.jsonl`` per epoch; return the best checkpoint's path.
+
+    ``init`` (a checkpoint's refiner part) starts from a trained stage 2, whose config then
+    applies, and is itself the first candidate for best (epoch 0): refitting never leaves a
+    worse stage 2. ``jitter`` defaults to 1.5x stage 1's frame errors on ``val_samples``.
+    ``should_stop`` is polled between steps; stopping raises ``TrainingCancelled``.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = config or RefinerConfig()
+    config = RefinerConfig.from_dict(init["config"]) if init else config or RefinerConfig()
     torch.manual_seed(seed)
     where = resolve_device(device)
     stage1 = Localizer(base, where)
     stage1.refiner = None
     first = [stage1.predict(s.image) for s in val_samples]
-    jitter = Jitter.measured([s.landmarks for s in val_samples], [p.landmarks for p in first])
+    if jitter is None:
+        jitter = Jitter.measured([s.landmarks for s in val_samples], [p.landmarks for p in first])
     before = _mre_pct(val_samples, [p.landmarks for p in first])
     log.info("stage 1 on %d validation films: MRE %.3f %%; jitter %s", len(first), before, jitter)
 
     data = VertebraPatches(train_samples, config, jitter, PATCH_AUGMENT, seed)
     net = RefineNet(config).to(where)
     flow = RealNVP().to(where)
+    if init:
+        net.load_state_dict(init["state"])
+        if init.get("flow_state"):
+            flow.load_state_dict(init["flow_state"])
     loss_fn = make_loss("nfdp", flow).to(where)
     optimizer = torch.optim.Adam([*net.parameters(), *flow.parameters()], lr=lr)
     steps = epochs * math.ceil(len(data) / batch_size)
@@ -168,6 +237,40 @@ def train_refiner(
     refiner = Refiner(config, net, where)
     best, best_path = math.inf, out / "best.pt"
     (out / "log.jsonl").unlink(missing_ok=True)
+
+    def save(epoch: int, val: float, usual_sigma: float) -> None:
+        save_checkpoint(
+            best_path,
+            base.build_model(),
+            landmark_names=base.landmark_names,
+            flow_state=base.flow_state,
+            training={
+                **base.training,
+                "refiner": {
+                    "epoch": epoch,
+                    "epochs": epochs,
+                    "train_images": len(train_samples),
+                    "val_images": len(val_samples),
+                    "jitter": vars(jitter),
+                    "lr": lr,
+                    "batch_size": batch_size,
+                    "seed": seed,
+                    "init": bool(init),
+                },
+            },
+            metrics={
+                **base.metrics,
+                "val_mre_pct": val,
+                "stage1_val_mre_pct": before,
+                REFINED_SIGMA_KEY: usual_sigma,
+            },
+            refiner=refiner_part(net, config, flow.state_dict()),
+        )
+
+    if init:
+        best, usual_sigma = two_stage_validation(refiner, val_samples, first)
+        save(0, best, usual_sigma)
+        log.info("stage 2 as given: val MRE %.3f %%", best)
     for epoch in range(epochs):
         t0 = time.perf_counter()
         data.epoch = epoch
@@ -180,7 +283,9 @@ def train_refiner(
         )
         net.train()
         losses = []
-        for patches, target, visible in loader:
+        for step, (patches, target, visible) in enumerate(loader):
+            if should_stop is not None and should_stop():
+                raise TrainingCancelled(f"stage-2 training stopped at epoch {epoch + 1}, {step}")
             mu, sigma = net(patches.to(where))
             loss = loss_fn(mu, sigma, target.to(where), visible.to(where))
             optimizer.zero_grad(set_to_none=True)
@@ -189,11 +294,7 @@ def train_refiner(
             scheduler.step()
             losses.append(loss.item())
         net.eval()
-        refined = [
-            refiner(s.image, p.landmarks, p.sigma, p.visible)[0]
-            for s, p in zip(val_samples, first, strict=True)
-        ]
-        val = _mre_pct(val_samples, refined)
+        val, usual_sigma = two_stage_validation(refiner, val_samples, first)
         record = {
             "epoch": epoch + 1,
             "epochs": epochs,
@@ -205,27 +306,7 @@ def train_refiner(
         }
         if val < best:
             best = val
-            save_checkpoint(
-                best_path,
-                base.build_model(),
-                landmark_names=base.landmark_names,
-                flow_state=base.flow_state,
-                training={
-                    **base.training,
-                    "refiner": {
-                        "epoch": epoch + 1,
-                        "epochs": epochs,
-                        "train_images": len(train_samples),
-                        "val_images": len(val_samples),
-                        "jitter": vars(jitter),
-                        "lr": lr,
-                        "batch_size": batch_size,
-                        "seed": seed,
-                    },
-                },
-                metrics={**base.metrics, "val_mre_pct": val, "stage1_val_mre_pct": before},
-                refiner=refiner_part(net, config, flow.state_dict()),
-            )
+            save(epoch + 1, val, usual_sigma)
         with (out / "log.jsonl").open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         log.info(

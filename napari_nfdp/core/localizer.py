@@ -30,7 +30,8 @@ class Prediction:
     chest film cuts off below its edge; those are not visible. ``review`` (K,) bool: the
     points a person should check first (:func:`review_mask`). ``doubt_ratio``: the film's
     median sigma over the model's usual sigma on such a film (:func:`usual_sigma_px`; NaN when
-    the checkpoint does not say): far above 1 on a film that shows no spine.
+    the checkpoint does not say; stage 1's for a two-stage model): far above 1 on a film that
+    shows no spine.
     """
 
     landmarks: np.ndarray
@@ -79,19 +80,27 @@ def vertebra_height(landmarks: np.ndarray, names: Sequence[str]) -> float | None
     return height if height > 0 else None
 
 
+STAGE1_SIGMA_KEY = "val_sigma_vertebrae"  # checkpoint metrics: stage 1's usual sigma
+REFINED_SIGMA_KEY = "refined_sigma_vertebrae"  # the same after stage 2
+
+
 def usual_sigma_px(
-    metrics: dict, landmarks: np.ndarray, names: Sequence[str], image_height: float
+    metrics: dict,
+    landmarks: np.ndarray,
+    names: Sequence[str],
+    image_height: float,
+    key: str = STAGE1_SIGMA_KEY,
 ) -> float | None:
     """The sigma (pixels) the model typically gives on a film like this one, from what it
-    showed on its validation films: ``val_sigma_vertebrae`` (median sigma in vertebra heights,
-    so a chest or lumbar film that shows the spine large is judged fairly) times this film's
-    vertebra height, else ``val_sigma_pct`` (percent of the image height); None when the
-    checkpoint stores neither."""
-    per_vertebra = metrics.get("val_sigma_vertebrae")
+    showed on its validation films: ``metrics[key]`` (median sigma in vertebra heights, so a
+    chest or lumbar film that shows the spine large is judged fairly) times this film's
+    vertebra height, else, for stage 1, ``val_sigma_pct`` (percent of the image height); None
+    when the checkpoint stores neither."""
+    per_vertebra = metrics.get(key)
     height = vertebra_height(landmarks, names) if per_vertebra else None
     if per_vertebra and height:
         return float(per_vertebra) * height
-    per_cent = metrics.get("val_sigma_pct")
+    per_cent = metrics.get("val_sigma_pct") if key == STAGE1_SIGMA_KEY else None
     return float(per_cent) * image_height / 100 if per_cent else None
 
 
@@ -211,11 +220,13 @@ class Localizer:
         landmarks = apply_affine(np.linalg.inv(fit), input_points)
         scale = fit[0, 0]
         sigma_px = np.maximum(sigma, np.finfo(np.float32).tiny) * input_size / scale
+        metrics, names = self.checkpoint.metrics, self.landmark_names
+        usual = usual_sigma_px(metrics, landmarks, names, shape[0])  # is there a spine: stage 1
+        ratio = float(np.median(sigma_px.mean(axis=1))) / usual if usual else float("nan")
         if self.refiner is not None:
             visible = on_film(landmarks, shape)
             landmarks, sigma_px = self.refiner(image, landmarks, sigma_px, visible)
-        usual = usual_sigma_px(self.checkpoint.metrics, landmarks, self.landmark_names, shape[0])
-        ratio = float(np.median(sigma_px.mean(axis=1))) / usual if usual else float("nan")
+            usual = usual_sigma_px(metrics, landmarks, names, shape[0], REFINED_SIGMA_KEY)
         return Prediction(
             landmarks,
             sigma_px,
