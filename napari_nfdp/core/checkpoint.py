@@ -202,6 +202,17 @@ def _non_finite(value: Any, where: str) -> str | None:
     return None
 
 
+def _refuse_non_finite(path: Path, parts: dict[str, Any]) -> None:
+    """CheckpointError naming the first NaN or infinite weight among ``parts`` (name: state)."""
+    for name, part in parts.items():
+        where = _non_finite(part or {}, name)
+        if where is not None:
+            raise CheckpointError(
+                f"{path} has weights that are not finite numbers (NaN or infinity) in {where}; "
+                "it was not loaded"
+            )
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read and validate a checkpoint; every problem raises CheckpointError.
 
@@ -255,13 +266,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     flow_state = payload.get("flow_state")
     if flow_state is not None and not isinstance(flow_state, dict):
         raise CheckpointError(f"{path} has an invalid flow state")
-    for name, part in (("model_state", state), ("flow_state", flow_state or {})):
-        where = _non_finite(part, name)
-        if where is not None:
-            raise CheckpointError(
-                f"{path} has weights that are not finite numbers (NaN or infinity) in {where}; "
-                "it was not loaded"
-            )
+    _refuse_non_finite(path, {"model_state": state, "flow_state": flow_state})
     refiner = _load_refiner(path, payload.get("refiner"))
     meta_keys = ("normalisation", "code_version", "created", "half", "format_version")
     return Checkpoint(
@@ -296,11 +301,5 @@ def _load_refiner(path: Path, part: Any) -> dict[str, Any] | None:
         raise CheckpointError(f"{path}: the stage-2 weights do not fit its refiner config")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     flow_state = part.get("flow_state")
-    for name, item in (("refiner.state", state), ("refiner.flow_state", flow_state or {})):
-        where = _non_finite(item, name)
-        if where is not None:
-            raise CheckpointError(
-                f"{path} has weights that are not finite numbers (NaN or infinity) in {where}; "
-                "it was not loaded"
-            )
+    _refuse_non_finite(path, {"refiner.state": state, "refiner.flow_state": flow_state})
     return {"config": config.to_dict(), "state": state, "flow_state": flow_state}
