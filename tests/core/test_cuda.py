@@ -54,3 +54,27 @@ def test_finetune_runs_on_cuda(tiny_checkpoint, tmp_path):
         device="cuda",
     )
     assert Localizer.load(out, device="cuda").predict(cases[0].image).landmarks.shape == (68, 2)
+
+
+def test_two_stage_predictions_match_cpu(tiny_checkpoint, small_samples, tmp_path):
+    """Stage 2 (patch sampling, its network, the map back) gives the CPU's answer on CUDA."""
+    from napari_nfdp.core.checkpoint import load_checkpoint
+    from napari_nfdp.core.refine import RefinerConfig
+    from training.refine import train_refiner
+
+    config = RefinerConfig(patch_size=32, width=16)
+    two = train_refiner(
+        load_checkpoint(tiny_checkpoint),
+        small_samples[:4],
+        small_samples[4:],
+        tmp_path,
+        config=config,
+        epochs=2,
+        device="cuda",
+    )
+    film = synthesize_spine(3, shape=(256, 128)).image
+    on_cpu = Localizer.load(two, device="cpu").predict(film)
+    on_gpu = Localizer.load(two, device="cuda").predict(film)
+    assert Localizer.load(two, device="cuda").refiner is not None
+    np.testing.assert_allclose(on_gpu.landmarks, on_cpu.landmarks, atol=0.05 * 256 / 100)
+    np.testing.assert_allclose(on_gpu.sigma, on_cpu.sigma, rtol=0.05, atol=1e-3)
