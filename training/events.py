@@ -37,11 +37,13 @@ class Baseline:
 
 @dataclass(frozen=True)
 class Started:
-    """A training run began: ``epochs`` epochs of ``steps_per_epoch`` optimisation steps."""
+    """A training run began: ``epochs`` epochs of ``steps_per_epoch`` optimisation steps, of
+    ``stage`` 1 (the whole-film network) or 2 (the per-vertebra refiner)."""
 
     run_id: str
     epochs: int
     steps_per_epoch: int
+    stage: int = 1
 
 
 @dataclass(frozen=True)

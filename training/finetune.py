@@ -91,6 +91,7 @@ def refit_stage2(
     seed: int,
     device: str | None,
     should_stop: StopFn | None,
+    progress: ProgressFn | None = None,
 ) -> Path:
     """Refit ``base``'s stage 2 on the corrected corners on top of the refitted stage 1 (the
     checkpoint ``stage1``, which the two-stage checkpoint then replaces; its path is returned).
@@ -109,6 +110,7 @@ def refit_stage2(
         init=base.refiner,
         jitter=Jitter(**jitter) if jitter else None,
         should_stop=should_stop,
+        progress=progress,
     )
     os.replace(both, stage1)
     return stage1
@@ -200,7 +202,9 @@ def finetune(
         should_stop=should_stop,
     )
     if base.refiner is not None:
-        best = refit_stage2(base, best, train_samples, val_samples, seed, device, should_stop)
+        best = refit_stage2(
+            base, best, train_samples, val_samples, seed, device, should_stop, progress
+        )
     after = float(load_checkpoint(best).metrics.get("val_mre_pct", float("nan")))
     update_metrics(
         best,

@@ -46,7 +46,7 @@ from napari_nfdp.core.refine import (
 from napari_nfdp.core.schema import default_landmark_names
 from training.augment import AugmentConfig, photometric
 from training.datasets import Sample
-from training.events import StopFn
+from training.events import EpochDone, ProgressFn, Started, Step, StopFn
 from training.flow import RealNVP
 from training.loop import TrainingCancelled
 from training.losses import make_loss
@@ -201,6 +201,7 @@ def train_refiner(
     init: dict | None = None,
     jitter: Jitter | None = None,
     should_stop: StopFn | None = None,
+    progress: ProgressFn | None = None,
 ) -> Path:
     """Train a refiner on top of ``base`` (stage 1) and write ``out/best.pt`` (both stages),
     ``out/log.jsonl`` per epoch; return the best checkpoint's path.
@@ -209,6 +210,7 @@ def train_refiner(
     applies, and is itself the first candidate for best (epoch 0): refitting never leaves a
     worse stage 2. ``jitter`` defaults to 1.5x stage 1's frame errors on ``val_samples``.
     ``should_stop`` is polled between steps; stopping raises ``TrainingCancelled``.
+    ``progress`` receives ``Started`` (stage 2), ``Step`` and ``EpochDone`` events.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -271,6 +273,8 @@ def train_refiner(
         best, usual_sigma = two_stage_validation(refiner, val_samples, first)
         save(0, best, usual_sigma)
         log.info("stage 2 as given: val MRE %.3f %%", best)
+    emit = progress or (lambda event: None)
+    emit(Started("stage2", epochs, math.ceil(len(data) / batch_size), stage=2))
     for epoch in range(epochs):
         t0 = time.perf_counter()
         data.epoch = epoch
@@ -293,6 +297,7 @@ def train_refiner(
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
+            emit(Step(epoch + 1, step + 1, losses[-1]))
         net.eval()
         val, usual_sigma = two_stage_validation(refiner, val_samples, first)
         record = {
@@ -307,6 +312,7 @@ def train_refiner(
         if val < best:
             best = val
             save(epoch + 1, val, usual_sigma)
+        emit(EpochDone(epoch + 1, epochs, record["loss"], val, seconds=record["seconds"]))
         with (out / "log.jsonl").open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         log.info(

@@ -180,8 +180,9 @@ class ModelControls(ControlPanel):
             self._steps = max(1, event.steps_per_epoch)
             bar.setRange(0, event.epochs * self._steps)
             bar.setValue(0)
-            bar.setFormat("Training…")
-            phase = f"{event.epochs} epoch(s)"
+            stage = f" stage {event.stage}" if event.stage > 1 else ""
+            bar.setFormat(f"Training{stage}…")
+            phase = f"{event.epochs} epoch(s){stage and ' of' + stage}"
         elif isinstance(event, Step):
             bar.setValue((event.epoch - 1) * self._steps + event.step)
             bar.setFormat(f"Epoch {event.epoch} · loss {event.loss:.3g}")

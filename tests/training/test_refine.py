@@ -13,6 +13,7 @@ from napari_nfdp.core.localizer import REFINED_SIGMA_KEY, Localizer
 from napari_nfdp.core.preprocess import apply_affine
 from napari_nfdp.core.refine import RefinerConfig, patch_matrices, vertebra_frames
 from training.augment import AugmentConfig
+from training.events import Done, EpochDone, Started
 from training.finetune import REFIT_EPOCHS, finetune, two_stage_mre
 from training.fit import split_validation
 from training.loop import TrainingCancelled
@@ -96,7 +97,14 @@ def test_finetune_refits_both_stages(tiny_checkpoint, small_samples, tmp_path):
     )
     images = [s.image for s in small_samples]
     points = [s.landmarks for s in small_samples]
-    result = load_checkpoint(finetune(two, images, points, tmp_path / "ft", epochs=1))
+    events = []
+    out = finetune(two, images, points, tmp_path / "ft", epochs=1, progress=events.append)
+    result = load_checkpoint(out)
+    stages = [e.stage for e in events if isinstance(e, Started)]
+    assert stages == [1, 2]  # the dock's progress bar follows both stages
+    second = events[[getattr(e, "stage", 0) == 2 for e in events].index(True) :]
+    assert sum(isinstance(e, EpochDone) for e in second) == REFIT_EPOCHS
+    assert isinstance(events[-1], Done)
     assert result.refiner is not None and result.training["refiner"]["init"] is True
     log = (tmp_path / "ft" / "stage2" / "log.jsonl").read_text().splitlines()
     assert len(log) == REFIT_EPOCHS
