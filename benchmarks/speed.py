@@ -256,8 +256,10 @@ def bench_finetune(
     schedule: dict[str, Any] = {}
 
     def progress(event: ProgressEvent) -> None:
-        if isinstance(event, Started):
+        if isinstance(event, Started) and event.stage == 1:
             schedule.update(epochs=event.epochs, steps_per_epoch=event.steps_per_epoch)
+        elif isinstance(event, Started):  # a two-stage model's stage 2 is refitted after it
+            schedule.update(stage2_epochs=event.epochs, stage2_steps=event.steps_per_epoch)
 
     with tempfile.TemporaryDirectory(prefix="nfdp-speed-") as tmp:
         base = description["path"]
