@@ -19,7 +19,9 @@ def _cmd_refine(args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     base = load_checkpoint(args.init)
-    config = RefinerConfig(patch_size=args.patch_size, context=args.context, max_side=args.max_side)
+    config = RefinerConfig(
+        patch_size=args.patch_size, context=args.context, max_side=args.max_side, passes=args.passes
+    )
     sources = open_dataset(args.data, split="training")[: args.limit]
     if args.val_data:
         val_sources = open_dataset(args.val_data, split=args.val_split)
@@ -62,6 +64,9 @@ def add_refine_parser(sub, make_parser: Callable[..., argparse.ArgumentParser]) 
     p.add_argument("--patch-size", type=int, default=64, help="patch side, pixels")
     p.add_argument("--context", type=float, default=2.2, help="patch side over vertebra size")
     p.add_argument("--max-side", type=int, default=1024, help="working-image long side, pixels")
+    p.add_argument(
+        "--passes", type=int, default=1, help="stage-2 passes at inference (2: a cascade)"
+    )
     p.add_argument("--limit", type=int, default=None, help="use only the first N training films")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, jitter and weights")

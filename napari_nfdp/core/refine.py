@@ -37,12 +37,14 @@ SIGMA_FLOOR = 1e-9
 @dataclass
 class RefinerConfig:
     """What a stage-2 refiner is: patch side (px), context (patch side over vertebra size),
-    working-image long side (px) and network width (channels of its first stage)."""
+    working-image long side (px), network width (channels of its first stage) and passes
+    (2: a cascade, the second pass cutting its patches around the first pass's corners)."""
 
     patch_size: int = 64
     context: float = 2.2
     max_side: int = 1024
     width: int = 32
+    passes: int = 1
 
     def __post_init__(self) -> None:
         for name in ("patch_size", "max_side", "width"):
@@ -50,6 +52,8 @@ class RefinerConfig:
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 16:
                 raise ValueError(f"{name} must be an integer >= 16, got {value!r}")
             setattr(self, name, int(value))
+        if isinstance(self.passes, bool) or self.passes not in (1, 2, 3):
+            raise ValueError(f"passes must be 1, 2 or 3, got {self.passes!r}")
         if self.patch_size % 8:
             raise ValueError(f"patch_size must be a multiple of 8, got {self.patch_size}")
         if not isinstance(self.context, numbers.Real) or not 1.0 <= self.context <= 6.0:
@@ -196,11 +200,21 @@ class Refiner:
         if not chosen.any():
             return landmarks, sigma
         work, to_film = working_image(image, self.config.max_side)
-        corners = apply_affine(np.linalg.inv(to_film), landmarks).reshape(-1, CORNERS, 2)
-        matrices = patch_matrices(*vertebra_frames(corners[chosen]), self.config)
         tensor = torch.from_numpy(work).to(self.device)
+        rows = np.flatnonzero(np.repeat(chosen, CORNERS))
+        for _ in range(self.config.passes):
+            points, scale = self._pass(tensor, to_film, landmarks[rows].reshape(-1, CORNERS, 2))
+            landmarks[rows], sigma[rows] = points, scale
+        return landmarks, sigma
+
+    def _pass(
+        self, work: Tensor, to_film: np.ndarray, corners: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One pass over (V, 4, 2) film corners: (4V, 2) new corners and sigma, film pixels."""
+        corners = apply_affine(np.linalg.inv(to_film), corners)
+        matrices = patch_matrices(*vertebra_frames(corners), self.config)
         with torch.inference_mode():
-            patches = standardise(cut_patches(tensor, matrices, self.config.patch_size))
+            patches = standardise(cut_patches(work, matrices, self.config.patch_size))
             mu, scale = self.net(patches)
         size = self.config.patch_size
         patch_points = (mu.double().cpu().numpy() + 0.5) * size
@@ -209,7 +223,4 @@ class Refiner:
         found = found + matrices[:, None, :2, 2]
         film_points = apply_affine(to_film, found)
         film_sigma = scale.double().cpu().numpy() * size * (step * to_film[0, 0])[:, None, None]
-        rows = np.flatnonzero(np.repeat(chosen, CORNERS))
-        landmarks[rows] = film_points.reshape(-1, 2)
-        sigma[rows] = film_sigma.reshape(-1, 2)
-        return landmarks, sigma
+        return film_points.reshape(-1, 2), film_sigma.reshape(-1, 2)

@@ -91,7 +91,8 @@ def test_refinable_needs_all_four_corners():
 
 def test_refiner_config_is_checked():
     assert RefinerConfig.from_dict(CONFIG.to_dict()) == CONFIG
-    for bad in ({"patch_size": 30}, {"context": 0.5}, {"width": True}, {"colour": 1}):
+    bad_values = ({"patch_size": 30}, {"context": 0.5}, {"width": True}, {"passes": 0}, {"x": 1})
+    for bad in bad_values:
         with pytest.raises(ValueError):
             RefinerConfig.from_dict({**CONFIG.to_dict(), **bad})
 
@@ -177,3 +178,16 @@ def test_refiner_maps_a_perfect_answer_back_to_the_true_corners():
     found, sigma = refiner(image, guess, np.ones_like(guess), np.ones(len(guess), bool))
     np.testing.assert_allclose(found, truth, atol=1e-3)
     assert sigma == pytest.approx(np.full_like(sigma, 0.01 * CONFIG.context * 40.0), rel=0.2)
+
+
+def test_a_cascade_is_stage_two_run_on_its_own_answer():
+    torch.manual_seed(1)
+    net = RefineNet(CONFIG)
+    once = Refiner(CONFIG, net, torch.device("cpu"))
+    twice = Refiner(RefinerConfig(**{**CONFIG.to_dict(), "passes": 2}), net, torch.device("cpu"))
+    film = synthesize_spine(4, shape=(256, 128))
+    sigma, visible = np.ones((68, 2)), np.ones(68, bool)
+    first = once(film.image, film.landmarks, sigma, visible)
+    expected = once(film.image, first[0], first[1], visible)
+    for got, want in zip(twice(film.image, film.landmarks, sigma, visible), expected, strict=True):
+        np.testing.assert_allclose(got, want)
