@@ -172,8 +172,14 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> None:
     from napari_nfdp.core.checkpoint import load_checkpoint, save_checkpoint
+    from napari_nfdp.core.refine import RefinerConfig
 
     ckpt = load_checkpoint(args.checkpoint)
+    if args.refine_passes is not None:
+        if ckpt.refiner is None:
+            raise ValueError(f"{args.checkpoint} has no stage 2 to set --refine-passes of")
+        config = {**ckpt.refiner["config"], "passes": args.refine_passes}
+        ckpt.refiner = {**ckpt.refiner, "config": RefinerConfig.from_dict(config).to_dict()}
     metrics = dict(ckpt.metrics)
     if args.calibrate:
         metrics.update(_typical_sigma(ckpt, args.calibrate, args.calibrate_split))
@@ -486,6 +492,12 @@ def build_parser(fit_defaults: dict | None = None) -> argparse.ArgumentParser:
         "(default: keep the checkpoint's validation figures)",
     )
     exp.add_argument("--calibrate-split", default="test", help="split of --calibrate to use")
+    exp.add_argument(
+        "--refine-passes",
+        type=int,
+        default=None,
+        help="stage-2 passes of a two-stage model (2: a cascade) (default: as trained)",
+    )
     exp.set_defaults(func=_cmd_export)
 
     plot = _parser(
