@@ -15,7 +15,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
 
 
 def test_bundled_model_is_a_compact_self_describing_regression_nfdp_model():
-    assert DEFAULT_MODEL_PATH.stat().st_size < 25e6
+    assert DEFAULT_MODEL_PATH.stat().st_size < 27e6
     ckpt = load_checkpoint(DEFAULT_MODEL_PATH)
     assert ckpt.config.variant == "regression" and ckpt.config.input_size == (512, 256)
     assert ckpt.landmark_names == SPINE_LANDMARK_NAMES
@@ -63,3 +63,26 @@ def test_bundled_model_stores_its_usual_sigma_in_vertebra_heights():
     metrics = load_checkpoint(DEFAULT_MODEL_PATH).metrics
     assert 0 < metrics["val_sigma_vertebrae"] < 100
     assert metrics["calibration_images"] >= 50
+
+
+def test_bundled_model_refines_the_corners_of_the_sample_films():
+    """Both stages: stage 2 is calibrated (its usual sigma, its error on the calibration films
+    below stage 1's) and brings the corners of the sample films closer than stage 1 alone."""
+    ckpt = load_checkpoint(DEFAULT_MODEL_PATH)
+    assert ckpt.refiner is not None
+    assert 0 < ckpt.metrics["refined_sigma_vertebrae"] < ckpt.metrics["val_sigma_vertebrae"]
+    assert ckpt.metrics["calibration_mre_pct"] < ckpt.metrics["stage1_calibration_mre_pct"]
+    loc = Localizer.load(device="cpu")
+    both, first = [], []
+    for path in sorted(SAMPLES.glob("spine_*_truth.csv")):
+        image, _ = read_image(path.with_name(path.name.replace("_truth.csv", ".png")))
+        truth = np.loadtxt(path, delimiter=",")
+        on = truth[:, 2].astype(bool) if truth.shape[1] > 2 else np.ones(len(truth), bool)
+        refiner = loc.refiner
+        for errors in (both, first):
+            pred = loc.predict(image)
+            errors.append(np.linalg.norm(pred.landmarks - truth[:, :2], axis=1)[on].mean())
+            loc.refiner = None
+        loc.refiner = refiner
+    assert len(both) == 4
+    assert np.mean(both) < 0.8 * np.mean(first), (both, first)
