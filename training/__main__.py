@@ -178,6 +178,8 @@ def _cmd_export(args: argparse.Namespace) -> None:
     if args.refine_passes is not None:
         if ckpt.refiner is None:
             raise ValueError(f"{args.checkpoint} has no stage 2 to set --refine-passes of")
+        if not args.calibrate:
+            raise ValueError("--refine-passes changes stage 2's sigma: give --calibrate DATA too")
         config = {**ckpt.refiner["config"], "passes": args.refine_passes}
         ckpt.refiner = {**ckpt.refiner, "config": RefinerConfig.from_dict(config).to_dict()}
     metrics = dict(ckpt.metrics)
@@ -201,11 +203,13 @@ def _typical_sigma(ckpt, data: str, split: str) -> dict[str, float]:
     """The checkpoint's usual sigma measured on the films of ``data`` (a held-out set)."""
     import torch
 
+    from napari_nfdp.core.refine import RefinerConfig
     from training.datasets import open_dataset
     from training.fit import DEFAULT_MAX_SIDE, load_samples
     from training.loop import validate
 
-    samples = load_samples(open_dataset(data, split), DEFAULT_MAX_SIDE)
+    side = RefinerConfig.from_dict(ckpt.refiner["config"]).max_side if ckpt.refiner else None
+    samples = load_samples(open_dataset(data, split), side or DEFAULT_MAX_SIDE)
     result = validate(ckpt.build_model().float(), samples, ckpt.config, torch.device("cpu"))
     metrics = {
         "calibration_mre_pct": result.mre_pct,

@@ -30,6 +30,7 @@ from napari_nfdp.core.checkpoint import (
 )
 from napari_nfdp.core.localizer import Localizer, resolve_device
 from napari_nfdp.core.messages import describe_error
+from napari_nfdp.core.refine import RefinerConfig
 from napari_nfdp.core.registry import ModelRegistry, ModelVersion, RegistryError
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 from napari_nfdp.io.corrections import find_corrections, read_corrections
@@ -148,6 +149,9 @@ def finetune(
         raise ValueError("fine-tuning needs at least one corrected image")
     base = load_checkpoint(base_checkpoint or DEFAULT_MODEL_PATH)
     k = base.config.num_landmarks
+    # films are kept at stage 2's working size when there is one (the same 1024 px by default)
+    stage2 = RefinerConfig.from_dict(base.refiner["config"]) if base.refiner else None
+    max_side = stage2.max_side if stage2 else DEFAULT_MAX_SIDE
     samples = []
     for i, (image, points) in enumerate(zip(images, landmarks, strict=True)):
         points = np.asarray(points, dtype=np.float64)
@@ -155,7 +159,7 @@ def finetune(
             raise ValueError(f"image {i}: expected ({k}, 2) landmarks, got {points.shape}")
         if not np.isfinite(points).all(axis=1).any():
             raise ValueError(f"image {i} has no visible landmarks")
-        samples.append(sample_from_array(image, points, f"image-{i}", DEFAULT_MAX_SIDE))
+        samples.append(sample_from_array(image, points, f"image-{i}", max_side))
 
     train_idx, val_idx = split_validation(
         list(range(len(samples))), holdout_fraction if len(samples) >= 3 else 0.0, seed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,7 @@ from training.datasets import Sample, SampleSource, open_dataset
 from training.loop import ProgressFn, TrainConfig, train
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SIDE = 1024  # images are kept in memory at most this large (2x the input)
 
@@ -68,6 +70,12 @@ def fit(
     cfg = cfg or TrainConfig()
     # Read the starting model before the images, so a bad path fails at once.
     base = load_checkpoint(init_checkpoint) if init_checkpoint is not None else None
+    if base is not None and base.refiner is not None:
+        log.warning(
+            "%s has two stages: fit retrains stage 1 and writes a single-stage model; "
+            "add stage 2 again with `python -m training refine --init RUN/best.pt`",
+            init_checkpoint,
+        )
     sources = list(open_dataset(data, split="training"))
     if limit is not None:
         sources = sources[:limit]

@@ -43,7 +43,7 @@ from napari_nfdp.core.refine import (
     standardise,
     vertebra_frames,
 )
-from napari_nfdp.core.schema import default_landmark_names
+from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES, default_landmark_names
 from training.augment import AugmentConfig, photometric
 from training.datasets import Sample
 from training.events import EpochDone, ProgressFn, Started, Step, StopFn
@@ -67,12 +67,18 @@ class Jitter:
     log_size: float = 0.08
 
     @classmethod
-    def measured(cls, truth: Sequence[np.ndarray], found: Sequence[np.ndarray]) -> Jitter:
-        """Stage 1's frame errors on films with true and found (K, 2) corners, 1.5x for margin
-        (the films' stage-1 errors are usually smaller than on films from elsewhere)."""
+    def measured(
+        cls,
+        truth: Sequence[np.ndarray],
+        found: Sequence[np.ndarray],
+        shapes: Sequence[tuple[int, int]],
+    ) -> Jitter:
+        """Stage 1's frame errors on films of ``shapes`` with true and found (K, 2) corners, on
+        the vertebrae stage 2 would refine (all four corners on the film in both), 1.5x for
+        margin (the films' stage-1 errors are usually smaller than on films from elsewhere)."""
         centre, angle, size = [], [], []
-        for true, guess in zip(truth, found, strict=True):
-            keep = refinable(np.isfinite(true).all(axis=1))
+        for true, guess, shape in zip(truth, found, shapes, strict=True):
+            keep = refinable(on_film(true, shape) & on_film(guess, shape))
             if not keep.any():
                 continue
             c0, a0, s0 = vertebra_frames(true.reshape(-1, CORNERS, 2)[keep])
@@ -212,6 +218,8 @@ def train_refiner(
     ``should_stop`` is polled between steps; stopping raises ``TrainingCancelled``.
     ``progress`` receives ``Started`` (stage 2), ``Step`` and ``EpochDone`` events.
     """
+    if base.landmark_names != SPINE_LANDMARK_NAMES:
+        raise ValueError("stage 2 refines vertebrae: it needs a 68-landmark spine model")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = RefinerConfig.from_dict(init["config"]) if init else config or RefinerConfig()
@@ -221,7 +229,11 @@ def train_refiner(
     stage1.refiner = None
     first = [stage1.predict(s.image) for s in val_samples]
     if jitter is None:
-        jitter = Jitter.measured([s.landmarks for s in val_samples], [p.landmarks for p in first])
+        jitter = Jitter.measured(
+            [s.landmarks for s in val_samples],
+            [p.landmarks for p in first],
+            [s.image.shape for s in val_samples],
+        )
     before = _mre_pct(val_samples, [p.landmarks for p in first])
     log.info("stage 1 on %d validation films: MRE %.3f %%; jitter %s", len(first), before, jitter)
 
@@ -264,14 +276,19 @@ def train_refiner(
                 **base.metrics,
                 "val_mre_pct": val,
                 "stage1_val_mre_pct": before,
-                REFINED_SIGMA_KEY: usual_sigma,
+                # a refit measures on a few films: the calibrated value it started from stays
+                REFINED_SIGMA_KEY: base.metrics.get(REFINED_SIGMA_KEY, usual_sigma)
+                if init
+                else usual_sigma,
             },
             refiner=refiner_part(net, config, flow.state_dict()),
         )
 
     if init:
-        best, usual_sigma = two_stage_validation(refiner, val_samples, first)
-        save(0, best, usual_sigma)
+        start, usual_sigma = two_stage_validation(refiner, val_samples, first)
+        if math.isfinite(start):
+            best = start
+            save(0, best, usual_sigma)
         log.info("stage 2 as given: val MRE %.3f %%", best)
     emit = progress or (lambda event: None)
     emit(Started("stage2", epochs, math.ceil(len(data) / batch_size), stage=2))
@@ -300,6 +317,8 @@ def train_refiner(
             emit(Step(epoch + 1, step + 1, losses[-1]))
         net.eval()
         val, usual_sigma = two_stage_validation(refiner, val_samples, first)
+        improved = math.isfinite(val) and val < best
+        lr_now = scheduler.get_last_lr()[0]
         record = {
             "epoch": epoch + 1,
             "epochs": epochs,
@@ -307,12 +326,13 @@ def train_refiner(
             "val_mre_pct": val,
             "stage1_val_mre_pct": before,
             "seconds": time.perf_counter() - t0,
-            "best": val < best,
+            "lr": lr_now,
+            "best": improved,
         }
-        if val < best:
+        if improved:
             best = val
             save(epoch + 1, val, usual_sigma)
-        emit(EpochDone(epoch + 1, epochs, record["loss"], val, seconds=record["seconds"]))
+        emit(EpochDone(epoch + 1, epochs, record["loss"], val, lr_now, record["seconds"], improved))
         with (out / "log.jsonl").open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         log.info(
@@ -324,4 +344,6 @@ def train_refiner(
             before,
             record["seconds"],
         )
+    if not best_path.exists():
+        raise RuntimeError(f"stage 2 never gave a finite validation error; nothing saved in {out}")
     return best_path

@@ -17,6 +17,7 @@ from napari_nfdp.core import preprocess
 from napari_nfdp.core.atomic import atomic_write
 from napari_nfdp.core.network import LandmarkNet, ModelConfig
 from napari_nfdp.core.refine import RefineNet, RefinerConfig
+from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 
 FORMAT_TAG = "napari-nfdp-checkpoint"
 FORMAT_VERSION = 1
@@ -268,6 +269,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path} has an invalid flow state")
     _refuse_non_finite(path, {"model_state": state, "flow_state": flow_state})
     refiner = _load_refiner(path, payload.get("refiner"))
+    if refiner is not None and tuple(names) != SPINE_LANDMARK_NAMES:
+        raise CheckpointError(f"{path} has a stage 2, which needs the 68-landmark spine schema")
     meta_keys = ("normalisation", "code_version", "created", "half", "format_version")
     return Checkpoint(
         config=config,
@@ -301,5 +304,7 @@ def _load_refiner(path: Path, part: Any) -> dict[str, Any] | None:
         raise CheckpointError(f"{path}: the stage-2 weights do not fit its refiner config")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     flow_state = part.get("flow_state")
+    if flow_state is not None and not isinstance(flow_state, dict):
+        raise CheckpointError(f"{path} has an invalid stage-2 flow state")
     _refuse_non_finite(path, {"refiner.state": state, "refiner.flow_state": flow_state})
     return {"config": config.to_dict(), "state": state, "flow_state": flow_state}

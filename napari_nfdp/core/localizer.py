@@ -17,7 +17,7 @@ from napari_nfdp.core.checkpoint import (
 )
 from napari_nfdp.core.network import ModelConfig
 from napari_nfdp.core.preprocess import ImageError, apply_affine, prepare_input
-from napari_nfdp.core.refine import Refiner, RefinerConfig
+from napari_nfdp.core.refine import CORNERS, Refiner, RefinerConfig, refinable
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 
 
@@ -28,10 +28,11 @@ class Prediction:
     ``visible`` (K,) bool: the landmarks the model places on the film. A field-of-view-aware
     model (trained with landmarks off the film at their true positions) puts the vertebrae a
     chest film cuts off below its edge; those are not visible. ``review`` (K,) bool: the
-    points a person should check first (:func:`review_mask`). ``doubt_ratio``: the film's
-    median sigma over the model's usual sigma on such a film (:func:`usual_sigma_px`; NaN when
-    the checkpoint does not say; stage 1's for a two-stage model): far above 1 on a film that
-    shows no spine.
+    points a person should check first (:func:`review_mask`; with two stages, the refined
+    points are judged among themselves by stage 2's usual sigma, the others by stage 1's).
+    ``doubt_ratio``: the film's median sigma over the model's usual sigma on such a film
+    (:func:`usual_sigma_px`; NaN when the checkpoint does not say; stage 1's for a two-stage
+    model): far above 1 on a film that shows no spine.
     """
 
     landmarks: np.ndarray
@@ -223,15 +224,21 @@ class Localizer:
         metrics, names = self.checkpoint.metrics, self.landmark_names
         usual = usual_sigma_px(metrics, landmarks, names, shape[0])  # is there a spine: stage 1
         ratio = float(np.median(sigma_px.mean(axis=1))) / usual if usual else float("nan")
+        review = review_mask(sigma_px, usual)
         if self.refiner is not None:
             visible = on_film(landmarks, shape)
+            refined = np.repeat(refinable(visible), CORNERS)
             landmarks, sigma_px = self.refiner(image, landmarks, sigma_px, visible)
-            usual = usual_sigma_px(metrics, landmarks, names, shape[0], REFINED_SIGMA_KEY)
+            usual_refined = usual_sigma_px(metrics, landmarks, names, shape[0], REFINED_SIGMA_KEY)
+            # each point is judged among the points, and by the usual sigma, of its own stage
+            # (stage 1's flags stay: stage 2 sees one vertebra and cannot tell a wrong level)
+            review[refined] |= review_mask(sigma_px[refined], usual_refined)
+            review[~refined] = review_mask(sigma_px[~refined], usual)
         return Prediction(
             landmarks,
             sigma_px,
             self.landmark_names,
             on_film(landmarks, shape),
-            review_mask(sigma_px, usual),
+            review,
             ratio,
         )

@@ -32,6 +32,7 @@ from napari_nfdp.core.preprocess import (
 
 CORNERS = 4
 SIGMA_FLOOR = 1e-9
+SIZE_RANGE = (0.5, 2.0)  # patch sizes are kept within this range of the film's median vertebra
 
 
 @dataclass
@@ -212,7 +213,11 @@ class Refiner:
     ) -> tuple[np.ndarray, np.ndarray]:
         """One pass over (V, 4, 2) film corners: (4V, 2) new corners and sigma, film pixels."""
         corners = apply_affine(np.linalg.inv(to_film), corners)
-        matrices = patch_matrices(*vertebra_frames(corners), self.config)
+        centre, angle, size = vertebra_frames(corners)
+        # a vertebra stage 1 squashed or blew up is cut at a size like its neighbours'
+        usual = float(np.median(size))
+        size = np.clip(size, SIZE_RANGE[0] * usual, SIZE_RANGE[1] * usual)
+        matrices = patch_matrices(centre, angle, size, self.config)
         with torch.inference_mode():
             patches = standardise(cut_patches(work, matrices, self.config.patch_size))
             mu, scale = self.net(patches)

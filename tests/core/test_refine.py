@@ -143,6 +143,14 @@ def test_broken_stage_two_is_refused(two_stage, tmp_path):
         load_checkpoint(tmp_path / "nan.pt")
 
 
+def test_stage_two_needs_the_spine_schema(two_stage, tmp_path):
+    payload = torch.load(two_stage[0], weights_only=True)
+    payload["landmark_names"] = [f"P{i:02d}" for i in range(1, 69)]
+    torch.save(payload, tmp_path / "generic.pt")
+    with pytest.raises(CheckpointError, match="spine schema"):
+        load_checkpoint(tmp_path / "generic.pt")
+
+
 def test_localizer_runs_stage_two_on_visible_vertebrae_only(two_stage):
     film = synthesize_spine(3, shape=(256, 128)).image
     localizer = Localizer.load(two_stage[0], device="cpu")

@@ -50,10 +50,18 @@ def test_jitter_moves_the_patch_and_the_target_with_it(small_samples):
 def test_jitter_measured_from_stage_one_errors():
     rng = np.random.default_rng(0)
     truth = [rng.uniform(50, 150, (68, 2)) for _ in range(3)]
-    same = Jitter.measured(truth, truth)
+    shapes = [(200, 200)] * 3
+    same = Jitter.measured(truth, truth, shapes)
     assert same.centre == 0 and same.angle == 0 and same.log_size == 0
-    shifted = Jitter.measured(truth, [t + 2.0 for t in truth])
+    shifted = Jitter.measured(truth, [t + 2.0 for t in truth], shapes)
     assert shifted.centre > 0 and shifted.angle == pytest.approx(0, abs=1e-9)
+    # vertebrae off the film (stage 1 extrapolates there) are not stage 2's to correct
+    cut = [(200, 200)] * 3
+    off = [t.copy() for t in truth]
+    for t in off:
+        t[:8] += 500.0  # the first two vertebrae lie below the film, found 40 px off
+    far = [np.where(np.arange(68)[:, None] < 8, t + 40.0, t) for t in off]
+    assert Jitter.measured(off, far, cut) == same
 
 
 def test_training_stage_two_makes_a_two_stage_checkpoint(tiny_checkpoint, small_samples, tmp_path):
