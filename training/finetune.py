@@ -52,7 +52,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FINETUNE_STEPS = 60  # default optimisation steps when ``epochs`` is not given
-FINETUNE_LR = 2e-4
+FINETUNE_LR = 2e-5  # with the BatchNorm statistics kept (benchmarks/finetune_gain.py)
 RUN_PREFIX = "nfdp-finetune-"  # temporary run folders: <system temp>/nfdp-finetune-<random>
 RUN_OWNER_FILE = "owner.pid"  # in a temporary run folder: the id of the process using it
 STALE_RUN_SECONDS = 86400.0  # a run folder unchanged this long whose process is gone is litter
@@ -176,6 +176,8 @@ def finetune(
     cfg.pyramid_fusion = base.config.pyramid_fusion
     cfg.batch_size = min(8, len(train_samples))
     cfg.lr = FINETUNE_LR
+    cfg.freeze_batchnorm = True  # a few films cannot re-estimate the normalisation
+    cfg.num_workers = 0  # the base's own training may have used a machine's many cores
     cfg.device = device
     cfg.seed = seed
     cfg.amp = True

@@ -59,6 +59,9 @@ class TrainConfig:
     device: str | None = None
     num_workers: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # keep the starting model's BatchNorm statistics (fine-tuning on a few films: statistics
+    # re-estimated on ten chest films took a model from 0.73 % to 7.2 % on other chest films)
+    freeze_batchnorm: bool = False
 
     def learning_rate(self) -> float:
         if self.lr is not None:
@@ -395,6 +398,10 @@ def train(
     for epoch in range(start_epoch, epochs):
         data.epoch = epoch + 1000 * world.rank
         model.train()
+        if cfg.freeze_batchnorm:
+            for module in net.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         losses, t0 = [], time.perf_counter()
         for step, (images, target, visible) in enumerate(_make_loader(data, cfg, world, epoch)):
             if should_stop is not None and should_stop():
@@ -404,7 +411,8 @@ def train(
             emit(Step(epoch=epoch + 1, step=step + 1, loss=losses[-1]))
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        recalibrate_batchnorm(net, calibration, model_config, device, cfg.batch_size)
+        if not cfg.freeze_batchnorm:
+            recalibrate_batchnorm(net, calibration, model_config, device, cfg.batch_size)
         val, val_sigma, val_sigma_vertebrae = validate(
             net, val_samples, model_config, device, cfg.batch_size
         )

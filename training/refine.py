@@ -303,6 +303,10 @@ def train_refiner(
             generator=torch.Generator().manual_seed(seed * 1009 + epoch),
         )
         net.train()
+        if init:  # a refit on a few films keeps the normalisation it was trained with
+            for module in net.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         losses = []
         for step, (patches, target, visible) in enumerate(loader):
             if should_stop is not None and should_stop():
