@@ -56,7 +56,11 @@ def add_refine_parser(sub, make_parser: Callable[..., argparse.ArgumentParser]) 
     p.add_argument("--data", required=True, help="dataset folder (its training split)")
     p.add_argument("--init", required=True, help="the stage-1 checkpoint")
     p.add_argument("--out", required=True, help="run folder (best.pt, log.jsonl)")
-    p.add_argument("--val-data", default=None, help="validation dataset (default: 10 %% of --data)")
+    p.add_argument(
+        "--val-data",
+        default=None,
+        help="validation dataset (default: 10 %% of --data's training films)",
+    )
     p.add_argument("--val-split", default="validation", help="split of --val-data to validate on")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="training epochs")
     p.add_argument("--batch-size", type=int, default=64, help="patches per step")
@@ -67,7 +71,9 @@ def add_refine_parser(sub, make_parser: Callable[..., argparse.ArgumentParser]) 
     p.add_argument(
         "--passes", type=int, default=1, help="stage-2 passes at inference (2: a cascade)"
     )
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training films")
+    p.add_argument(
+        "--limit", type=int, default=None, help="use only the first N training films (default: all)"
+    )
     p.add_argument("--workers", type=int, default=0, help="data-loading processes")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, jitter and weights")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
