@@ -28,8 +28,8 @@ class Prediction:
     ``visible`` (K,) bool: the landmarks the model places on the film. A field-of-view-aware
     model (trained with landmarks off the film at their true positions) puts the vertebrae a
     chest film cuts off below its edge; those are not visible. ``review`` (K,) bool: the
-    points a person should check first (:func:`review_mask`; with two stages, the refined
-    points are judged among themselves by stage 2's usual sigma, the others by stage 1's).
+    points a person should check first (:func:`review_mask`; with two stages, every point is
+    judged against stage 2's sigma, and stage 1's flags stay on the refined points).
     ``doubt_ratio``: the film's median sigma over the model's usual sigma on such a film
     (:func:`usual_sigma_px`; NaN when the checkpoint does not say; stage 1's for a two-stage
     model): far above 1 on a film that shows no spine.
@@ -229,11 +229,11 @@ class Localizer:
             visible = on_film(landmarks, shape)
             refined = np.repeat(refinable(visible), CORNERS)
             landmarks, sigma_px = self.refiner(image, landmarks, sigma_px, visible)
-            usual_refined = usual_sigma_px(metrics, landmarks, names, shape[0], REFINED_SIGMA_KEY)
-            # each point is judged among the points, and by the usual sigma, of its own stage
-            # (stage 1's flags stay: stage 2 sees one vertebra and cannot tell a wrong level)
-            review[refined] |= review_mask(sigma_px[refined], usual_refined)
-            review[~refined] = review_mask(sigma_px[~refined], usual)
+            usual = usual_sigma_px(metrics, landmarks, names, shape[0], REFINED_SIGMA_KEY)
+            # all points against the refined ones: those stage 2 could not refine (a vertebra
+            # the film cuts through) stand out, and they are where the errors are; stage 1's
+            # flags stay on the refined ones (stage 2 sees one vertebra, not a wrong level)
+            review = review_mask(sigma_px, usual) | (review & refined)
         return Prediction(
             landmarks,
             sigma_px,
