@@ -18,7 +18,12 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from napari_nfdp.core.preprocess import apply_affine, block_matrix, block_reduce, to_grey_float32
+from napari_nfdp.core.preprocess import (
+    apply_affine,
+    block_matrix,
+    reduce_to_long_side,
+    to_grey_float32,
+)
 from napari_nfdp.io.annotations import SIDECAR_SUFFIX, find_sidecar, read_annotation
 from napari_nfdp.io.images import IMAGE_SUFFIXES, list_images, read_image, write_image
 
@@ -91,9 +96,8 @@ def sample_from_array(
     landmarks = np.array(landmarks, dtype=np.float64)
     if landmarks.ndim != 2 or landmarks.shape[1] != 2:
         raise ValueError(f"{name}: landmarks must have shape (K, 2), got {landmarks.shape}")
-    if max_side is not None and max(grey.shape) > max_side:
-        factor = math.ceil(max(grey.shape) / max_side)
-        grey = block_reduce(grey, factor)
+    grey, factor = reduce_to_long_side(grey, max_side)
+    if factor > 1:
         landmarks = apply_affine(np.linalg.inv(block_matrix(factor)), landmarks)
         if spacing is not None:
             spacing = (spacing[0] * factor, spacing[1] * factor)

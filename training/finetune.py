@@ -38,7 +38,7 @@ from training.datasets import Sample, sample_from_array
 from training.events import Baseline, Done, FinetuneResult, Loading
 from training.fit import DEFAULT_MAX_SIDE, split_validation
 from training.loop import ProgressFn, StopFn, TrainConfig, TrainingCancelled, train, validate
-from training.refine import Jitter, train_refiner
+from training.refine import Jitter, mre_pct, train_refiner
 
 __all__ = [
     "FinetuneResult",
@@ -76,12 +76,7 @@ REFIT_LR = 3e-4
 def two_stage_mre(checkpoint: Checkpoint, samples: Sequence[Sample], device: str | None) -> float:
     """MRE (% of height) of both stages of ``checkpoint`` on ``samples``."""
     localizer = Localizer(checkpoint, resolve_device(device))
-    found = [localizer.predict(s.image).landmarks for s in samples]
-    errors = [
-        np.linalg.norm(points - s.landmarks, axis=1) / s.image.shape[0] * 100
-        for points, s in zip(found, samples, strict=True)
-    ]
-    return float(np.nanmean(np.concatenate(errors)))
+    return mre_pct(samples, [localizer.predict(s.image).landmarks for s in samples])
 
 
 def refit_stage2(

@@ -208,6 +208,14 @@ def _percent_of_height(samples: Sequence[Sample], model_config: ModelConfig) -> 
 BN_CALIBRATION_IMAGES = 64
 
 
+def freeze_batchnorm(net: nn.Module) -> None:
+    """Put ``net``'s BatchNorm layers in eval mode (its other layers stay as they are): training
+    then normalises with, and leaves unchanged, the statistics the model already has."""
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(
     net: LandmarkNet,
@@ -399,9 +407,7 @@ def train(
         data.epoch = epoch + 1000 * world.rank
         model.train()
         if cfg.freeze_batchnorm:
-            for module in net.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+            freeze_batchnorm(net)
         losses, t0 = [], time.perf_counter()
         for step, (images, target, visible) in enumerate(_make_loader(data, cfg, world, epoch)):
             if should_stop is not None and should_stop():

@@ -43,13 +43,14 @@ from napari_nfdp.core.refine import (
     standardise,
     vertebra_frames,
 )
-from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES, default_landmark_names
+from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 from training.augment import AugmentConfig, photometric
 from training.datasets import Sample
 from training.events import EpochDone, ProgressFn, Started, Step, StopFn
 from training.flow import RealNVP
-from training.loop import TrainingCancelled
+from training.loop import TrainingCancelled, freeze_batchnorm
 from training.losses import make_loss
+from training.metrics import radial_errors
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def refined_sigma_vertebrae(
     film's found spine: the model's usual stage-2 sigma (``REFINED_SIGMA_KEY``)."""
     values = []
     for points, scale, seen in zip(found, sigma, visible, strict=True):
-        height = vertebra_height(points, default_landmark_names(len(points)))
+        height = vertebra_height(points, SPINE_LANDMARK_NAMES)
         chosen = np.repeat(refinable(seen), CORNERS)
         if height and chosen.any():
             values.append(scale[chosen].mean(axis=1) / height)
@@ -163,7 +164,7 @@ def two_stage_validation(
     sigma = refined_sigma_vertebrae(
         found, [scale for _, scale in refined], [p.visible for p in first]
     )
-    return _mre_pct(samples, found), sigma
+    return mre_pct(samples, found), sigma
 
 
 def calibrate_two_stage(checkpoint: Checkpoint, samples: Sequence[Sample]) -> dict[str, float]:
@@ -176,19 +177,18 @@ def calibrate_two_stage(checkpoint: Checkpoint, samples: Sequence[Sample]) -> di
     mre, sigma = two_stage_validation(refiner, samples, first)
     return {
         "calibration_mre_pct": mre,
-        "stage1_calibration_mre_pct": _mre_pct(samples, [p.landmarks for p in first]),
+        "stage1_calibration_mre_pct": mre_pct(samples, [p.landmarks for p in first]),
         REFINED_SIGMA_KEY: sigma,
     }
 
 
-def _mre_pct(samples: Sequence[Sample], found: Sequence[np.ndarray]) -> float:
+def mre_pct(samples: Sequence[Sample], found: Sequence[np.ndarray]) -> float:
     """Mean landmark error over the film height, percent, on every known landmark."""
     errors = [
-        np.linalg.norm(guess - sample.landmarks, axis=1) / sample.image.shape[0] * 100
+        radial_errors(guess, sample.landmarks) / sample.image.shape[0] * 100
         for sample, guess in zip(samples, found, strict=True)
     ]
-    values = np.concatenate(errors)
-    return float(np.nanmean(values))
+    return float(np.nanmean(np.concatenate(errors)))
 
 
 def train_refiner(
@@ -234,7 +234,7 @@ def train_refiner(
             [p.landmarks for p in first],
             [s.image.shape for s in val_samples],
         )
-    before = _mre_pct(val_samples, [p.landmarks for p in first])
+    before = mre_pct(val_samples, [p.landmarks for p in first])
     log.info("stage 1 on %d validation films: MRE %.3f %%; jitter %s", len(first), before, jitter)
 
     data = VertebraPatches(train_samples, config, jitter, PATCH_AUGMENT, seed)
@@ -255,7 +255,7 @@ def train_refiner(
     def save(epoch: int, val: float, usual_sigma: float) -> None:
         save_checkpoint(
             best_path,
-            base.build_model(),
+            stage1.model,
             landmark_names=base.landmark_names,
             flow_state=base.flow_state,
             training={
@@ -304,9 +304,7 @@ def train_refiner(
         )
         net.train()
         if init:  # a refit on a few films keeps the normalisation it was trained with
-            for module in net.modules():
-                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+            freeze_batchnorm(net)
         losses = []
         for step, (patches, target, visible) in enumerate(loader):
             if should_stop is not None and should_stop():

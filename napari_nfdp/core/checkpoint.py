@@ -167,14 +167,14 @@ def update_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
     )
 
 
-def _check_state_fits(state: dict[str, Any], config: ModelConfig) -> None:
-    with torch.device("meta"):
-        expected = LandmarkNet(config).state_dict()
+def _check_state_fits(state: dict[str, Any], expected: dict[str, Any], what: str) -> None:
+    """CheckpointError unless ``state`` has exactly the keys and tensor shapes of ``expected``
+    (a state dict built on the meta device), naming ``what`` the weights should fit."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            "weights do not fit the model config "
+            f"weights do not fit {what} "
             f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''})"
         )
@@ -182,7 +182,7 @@ def _check_state_fits(state: dict[str, Any], config: ModelConfig) -> None:
         if not isinstance(state[key], torch.Tensor) or state[key].shape != tensor.shape:
             shape = getattr(state[key], "shape", type(state[key]).__name__)
             raise CheckpointError(
-                f"weights do not fit the model config: {key} is {shape}, expected {tensor.shape}"
+                f"weights do not fit {what}: {key} is {shape}, expected {tensor.shape}"
             )
 
 
@@ -262,7 +262,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     state = payload.get("model_state")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds no model weights")
-    _check_state_fits(state, config)
+    with torch.device("meta"):
+        _check_state_fits(state, LandmarkNet(config).state_dict(), "the model config")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     flow_state = payload.get("flow_state")
     if flow_state is not None and not isinstance(flow_state, dict):
@@ -296,12 +297,7 @@ def _load_refiner(path: Path, part: Any) -> dict[str, Any] | None:
         raise CheckpointError(f"{path} has an invalid refiner config: {error}") from error
     state = part["state"]
     with torch.device("meta"):
-        expected = RefineNet(config).state_dict()
-    if set(state) != set(expected) or any(
-        not isinstance(state[k], torch.Tensor) or state[k].shape != v.shape
-        for k, v in expected.items()
-    ):
-        raise CheckpointError(f"{path}: the stage-2 weights do not fit its refiner config")
+        _check_state_fits(state, RefineNet(config).state_dict(), "the stage-2 refiner config")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     flow_state = part.get("flow_state")
     if flow_state is not None and not isinstance(flow_state, dict):

@@ -17,7 +17,7 @@ from napari_nfdp.core.checkpoint import (
 )
 from napari_nfdp.core.network import ModelConfig
 from napari_nfdp.core.preprocess import ImageError, apply_affine, prepare_input
-from napari_nfdp.core.refine import CORNERS, Refiner, RefinerConfig, refinable
+from napari_nfdp.core.refine import CORNERS, Refiner, refinable
 from napari_nfdp.core.schema import SPINE_LANDMARK_NAMES
 
 
@@ -148,10 +148,9 @@ class Localizer:
         self.device = device
         self.model = checkpoint.build_model().to(device)
         refine_net = checkpoint.build_refiner_net()
-        self.refiner: Refiner | None = None
-        if refine_net is not None and checkpoint.refiner is not None:
-            config = RefinerConfig.from_dict(checkpoint.refiner["config"])
-            self.refiner = Refiner(config, refine_net, device)
+        self.refiner: Refiner | None = (
+            None if refine_net is None else Refiner(refine_net.config, refine_net, device)
+        )
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | None = None) -> Localizer:

@@ -146,6 +146,15 @@ def block_reduce(grey: np.ndarray, factor: int) -> np.ndarray:
     return blocks
 
 
+def reduce_to_long_side(grey: np.ndarray, max_side: int | None) -> tuple[np.ndarray, int]:
+    """Block-mean reduce ``grey`` by the smallest integer factor that brings its long side to at
+    most ``max_side`` (None: unchanged); returns ``(image, factor)``, see :func:`block_matrix`."""
+    if max_side is None or max(grey.shape) <= max_side:
+        return np.asarray(grey, dtype=np.float32), 1
+    factor = math.ceil(max(grey.shape) / max_side)
+    return block_reduce(grey, factor), factor
+
+
 def block_matrix(factor: int) -> np.ndarray:
     """3x3 matrix mapping pixel coordinates of a ``factor``-reduced image to the original."""
     offset = (factor - 1) / 2.0

@@ -11,7 +11,6 @@ film are sampled in one batched ``grid_sample`` call and run through the network
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -25,8 +24,8 @@ from napari_nfdp.core.preprocess import (
     PAD_VALUE,
     apply_affine,
     block_matrix,
-    block_reduce,
     normalise_intensity,
+    reduce_to_long_side,
     to_grey_float32,
 )
 
@@ -171,10 +170,9 @@ def standardise(patches: Tensor) -> Tensor:
 
 def working_image(image: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
     """(normalised grey image with long side <= ``max_side``, 3x3 matrix mapping its pixels to
-    the original's): what stage 2 cuts its patches from."""
-    grey = to_grey_float32(image)
-    factor = max(1, math.ceil(max(grey.shape) / max_side))
-    return normalise_intensity(block_reduce(grey, factor)), block_matrix(factor)
+    the original's): what stage 2 cuts its patches from, reduced as the training films are."""
+    small, factor = reduce_to_long_side(to_grey_float32(image), max_side)
+    return normalise_intensity(small), block_matrix(factor)
 
 
 def refinable(visible: np.ndarray) -> np.ndarray:
@@ -221,11 +219,11 @@ class Refiner:
         with torch.inference_mode():
             patches = standardise(cut_patches(work, matrices, self.config.patch_size))
             mu, scale = self.net(patches)
-        size = self.config.patch_size
-        patch_points = (mu.double().cpu().numpy() + 0.5) * size
-        step = np.sqrt(np.abs(np.linalg.det(matrices[:, :2, :2])))  # patch px -> working px
-        found = np.einsum("vij,vkj->vki", matrices[:, :2, :2], patch_points)
-        found = found + matrices[:, None, :2, 2]
-        film_points = apply_affine(to_film, found)
-        film_sigma = scale.double().cpu().numpy() * size * (step * to_film[0, 0])[:, None, None]
+        side = self.config.patch_size
+        to_points = to_film @ matrices  # patch pixels -> film pixels
+        patch_points = (mu.double().cpu().numpy() + 0.5) * side
+        film_points = np.einsum("vij,vkj->vki", to_points[:, :2, :2], patch_points)
+        film_points = film_points + to_points[:, None, :2, 2]
+        step = np.sqrt(np.abs(np.linalg.det(to_points[:, :2, :2])))  # film px per patch px
+        film_sigma = scale.double().cpu().numpy() * side * step[:, None, None]
         return film_points.reshape(-1, 2), film_sigma.reshape(-1, 2)
